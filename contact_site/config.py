@@ -1,0 +1,204 @@
+"""Settings from the environment, validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+MIB = 2**20
+# Room in the request body for the form fields beside the largest attachment.
+FORM_FIELDS_ROOM = MIB
+PLACEHOLDER_KEYS = {"", "changeme", "change-me", "secret", "dev", "development", "xxx"}
+
+
+class ConfigError(SystemExit):
+    """A setting is missing or malformed; the message names the variable."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"contact_site: configuration error: {name} {problem}")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One entry of CONTACT_RECIPIENTS: the slug posted, the name shown, the address."""
+
+    slug: str
+    name: str
+    address: str
+
+
+def _text(name: str, value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _integer(low: int, high: int) -> Callable[[str, Any], int]:
+    def parse(name: str, value: Any) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ConfigError(name, f"must be a whole number, got {value!r}") from None
+        if not low <= number <= high:
+            raise ConfigError(name, f"must be between {low} and {high}, got {number}")
+        return number
+
+    return parse
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(name, f"must be true or false, got {value!r}")
+
+
+def _extensions(name: str, value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    exts = tuple(dict.fromkeys(e.strip().lower().lstrip(".") for e in items if e.strip()))
+    if not exts or not all(re.fullmatch(r"[a-z0-9]{1,10}", e) for e in exts):
+        raise ConfigError(name, f"must be a comma-separated list of extensions, got {value!r}")
+    return exts
+
+
+def _backend(name: str, value: Any) -> str:
+    if value not in {"thread", "celery"}:
+        raise ConfigError(name, f"must be 'thread' or 'celery', got {value!r}")
+    return str(value)
+
+
+def _rate_limit(name: str, value: Any) -> str:
+    text = str(value).strip()
+    if text.lower() == "off":
+        return "off"
+    from limits import parse_many  # imported here: only this setting needs it
+
+    try:
+        parse_many(text)
+    except ValueError:
+        example = "'5 per minute;50 per day' or 'off'"
+        raise ConfigError(name, f"must look like {example}, got {value!r}") from None
+    return text
+
+
+def slugify(name: str) -> str:
+    """Lower-case slug of a recipient's name, as posted in the form."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def parse_recipients(name: str, value: Any) -> tuple[Recipient, ...]:
+    """Parse `Name <address>, Name <address>` into recipients with unique slugs."""
+    text = str(value)
+    if any(ord(c) < 32 for c in text):
+        raise ConfigError(name, "must not contain control characters")
+    recipients: list[Recipient] = []
+    for display, address in getaddresses([text]):
+        if address.count("@") != 1 or not all(address.split("@")) or " " in address:
+            raise ConfigError(name, f"has an entry without a valid address: {text!r}")
+        display = display.strip() or address.split("@")[0]
+        recipients.append(Recipient(slugify(display) or "recipient", display, address))
+    if not recipients:
+        raise ConfigError(name, "must name at least one 'Name <address>'")
+    slugs = [r.slug for r in recipients]
+    if len(set(slugs)) != len(slugs):
+        raise ConfigError(name, f"has two names with the same slug: {slugs}")
+    return tuple(recipients)
+
+
+# name: (default, parser). Every value, from the environment or a test mapping,
+# goes through its parser, so both may be given as strings.
+SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
+    "SECRET_KEY": (None, _text),
+    "DATABASE_URL": (None, _text),
+    "UPLOAD_FOLDER": (None, _text),
+    "MAIL_SERVER": ("localhost", _text),
+    "MAIL_PORT": (25, _integer(1, 65535)),
+    "MAIL_USE_TLS": (False, _boolean),
+    "MAIL_USE_SSL": (False, _boolean),
+    "MAIL_USERNAME": (None, _text),
+    "MAIL_PASSWORD": (None, _text),
+    "MAIL_DEFAULT_SENDER": ("Contact form <noreply@localhost>", _text),
+    "MAIL_TIMEOUT": (30, _integer(1, 3600)),
+    "CONTACT_RECIPIENTS": ("Site Owner <owner@localhost>", parse_recipients),
+    "CONTACT_SUBJECT_PREFIX": ("[Contact]", _text),
+    "CONTACT_MAX_UPLOAD_MB": (10, _integer(1, 100)),
+    "CONTACT_ALLOWED_EXTENSIONS": ("pdf,png,jpg,jpeg,gif,txt,docx,odt", _extensions),
+    "CONTACT_RATE_LIMIT": ("5 per minute;50 per day", _rate_limit),
+    "CONTACT_THANK_YOU_PDF": ("static/thank-you.pdf", _text),
+    "CONTACT_THANK_YOU_PER_DAY": (3, _integer(0, 1000)),
+    "RATELIMIT_STORAGE_URI": (None, _text),
+    "DELIVERY_BACKEND": ("thread", _backend),
+    "CELERY_BROKER_URL": ("redis://localhost:6379/0", _text),
+    "DELIVERY_RETRY_BASE_SECONDS": (60, _integer(1, 86400)),
+    "DELIVERY_RETRY_MAX_SECONDS": (3600, _integer(1, 7 * 86400)),
+    "DELIVERY_GIVE_UP_HOURS": (120, _integer(1, 24 * 365)),
+    "DELIVERY_CLAIM_SECONDS": (900, _integer(5, 86400)),
+    "DELIVERY_BATCH_SIZE": (50, _integer(1, 1000)),
+    "DELIVERY_POLL_SECONDS": (5, _integer(1, 3600)),
+    "DEV_MAILBOX": (False, _boolean),
+    "DEV_MAILBOX_PORT": (1025, _integer(1, 65535)),
+}
+
+
+def load(app: Flask, overrides: Mapping[str, Any] | None) -> None:
+    """Fill app.config from defaults, the environment and `overrides`, then validate."""
+    raw = {name: default for name, (default, _) in SETTINGS.items()}
+    raw.update({name: os.environ[name] for name in SETTINGS if name in os.environ})
+    overrides = dict(overrides or {})
+    raw.update({k: v for k, v in overrides.items() if k in SETTINGS})
+    app.config.update({k: v for k, v in overrides.items() if k not in SETTINGS})
+    explicit = {name for name in SETTINGS if name in os.environ} | set(overrides)
+    if "DEV_MAILBOX" not in explicit:
+        raw["DEV_MAILBOX"] = app.debug
+    for name, (_, parse) in SETTINGS.items():
+        app.config[name] = parse(name, raw[name]) if raw[name] is not None else None
+    _derive(app, explicit)
+
+
+def _derive(app: Flask, explicit: set[str]) -> None:
+    """Settings computed from others: paths, limits, the development mailbox."""
+    config = app.config
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    config["SECRET_KEY"] = _secret_key(app)
+    config.setdefault("SQLALCHEMY_DATABASE_URI", config["DATABASE_URL"]
+                      or f"sqlite:///{Path(app.instance_path) / 'contact_site.sqlite'}")
+    upload = Path(config["UPLOAD_FOLDER"] or Path(app.root_path) / "uploads")
+    config["UPLOAD_FOLDER"] = str(upload.resolve())
+    config["CONTACT_MAX_UPLOAD_BYTES"] = config["CONTACT_MAX_UPLOAD_MB"] * MIB
+    config["MAX_CONTENT_LENGTH"] = config["CONTACT_MAX_UPLOAD_BYTES"] + FORM_FIELDS_ROOM
+    config.setdefault("MAX_FORM_MEMORY_SIZE", 64 * 1024)
+    config.setdefault("MAX_FORM_PARTS", 50)
+    config["MAIL_SUPPRESS_SEND"] = False  # Flask-Mail suppresses under TESTING otherwise
+    if config["MAIL_USE_TLS"] and config["MAIL_USE_SSL"]:
+        raise ConfigError("MAIL_USE_SSL", "cannot be true together with MAIL_USE_TLS")
+    if config["DEV_MAILBOX"] and "MAIL_SERVER" not in explicit:
+        config["MAIL_SERVER"], config["MAIL_PORT"] = "127.0.0.1", config["DEV_MAILBOX_PORT"]
+    config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+
+
+def _secret_key(app: Flask) -> str:
+    """The configured key; in debug mode a generated one kept in instance/."""
+    key = app.config["SECRET_KEY"]
+    if key and key.strip().lower() not in PLACEHOLDER_KEYS and len(key) >= 16:
+        return key
+    if not (app.debug or app.testing):
+        problem = "is missing" if not key else "is a placeholder or shorter than 16 characters"
+        raise ConfigError("SECRET_KEY", f"{problem}: set it to a long random string")
+    if key and app.testing:
+        return key
+    path = Path(app.instance_path) / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()

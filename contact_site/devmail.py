@@ -1,0 +1,154 @@
+"""The development mailbox: an SMTP sink on loopback and a page listing what it caught."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from flask import Blueprint, Flask, Response, abort, current_app, render_template
+
+from .db import utcnow
+
+log = logging.getLogger("contact_site.devmail")
+bp = Blueprint("devmail", __name__, url_prefix="/dev/mailbox")
+MAIL_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{32}")
+_controllers: dict[str, Controller] = {}
+
+
+class SaveToFolder:
+    """aiosmtpd handler that writes each received mail as an .eml file."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        """Keep the exact bytes received; answer 250."""
+        name = f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex}.eml"
+        (self.folder / name).write_bytes(envelope.original_content or envelope.content)
+        return "250 Message captured by the dev mailbox"
+
+
+def mailbox_folder() -> Path:
+    """Where captured mails are kept: instance/devmail/."""
+    return Path(current_app.instance_path) / "devmail"
+
+
+def start_sink(app: Flask) -> None:
+    """Listen on 127.0.0.1:DEV_MAILBOX_PORT once per process; share the folder otherwise."""
+    folder = Path(app.instance_path) / "devmail"
+    folder.mkdir(parents=True, exist_ok=True)
+    port = app.config["DEV_MAILBOX_PORT"]
+    if str(folder) in _controllers:
+        return
+    controller = Controller(SaveToFolder(folder), hostname="127.0.0.1", port=port,
+                            data_size_limit=64 * 2**20)
+    try:
+        controller.start()
+    except (OSError, RuntimeError) as error:  # another process of this app already listens
+        log.warning("dev mailbox not started on port %s: %s", port, error)
+        return
+    _controllers[str(folder)] = controller
+    log.info("dev mailbox listening on 127.0.0.1:%s, shown at /dev/mailbox", port)
+
+
+def stop_sinks() -> None:
+    """Stop every sink this process started (for tests)."""
+    while _controllers:
+        _controllers.popitem()[1].stop()
+
+
+@dataclass
+class CapturedMail:
+    """A captured mail as the mailbox pages show it."""
+
+    id: str
+    message: EmailMessage
+    date: str = ""
+    to: str = ""
+    from_: str = ""
+    reply_to: str = ""
+    subject: str = ""
+    message_id: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    text: str | None = None
+    has_html: bool = False
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def attachment_count(self) -> int:
+        """How many files the mail carries."""
+        return len(self.attachments)
+
+
+def load(mail_id: str) -> CapturedMail:
+    """Parse one captured mail, or 404."""
+    path = mailbox_folder() / f"{mail_id}.eml"
+    if not MAIL_ID.fullmatch(mail_id) or not path.is_file():
+        abort(404)
+    message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+    text_part = message.get_body(("plain",))
+    parts = list(message.iter_attachments())
+    return CapturedMail(
+        id=mail_id, message=message, date=str(message["Date"] or ""), to=str(message["To"] or ""),
+        from_=str(message["From"] or ""), reply_to=str(message["Reply-To"] or ""),
+        subject=str(message["Subject"] or ""), message_id=str(message["Message-ID"] or ""),
+        headers=[(k, str(v)) for k, v in message.items()],
+        text=text_part.get_content() if text_part else None,
+        has_html=message.get_body(("html",)) is not None,
+        attachments=[{"index": i, "filename": p.get_filename() or f"part-{i}",
+                      "content_type": p.get_content_type(),
+                      "size": len(p.get_payload(decode=True) or b"")} for i, p in enumerate(parts)],
+    )
+
+
+@bp.get("")
+def mailbox() -> Any:
+    """Every captured mail, newest first."""
+    names = sorted((p.stem for p in mailbox_folder().glob("*.eml")), reverse=True)
+    return render_template("dev/mailbox.html", mails=[load(n) for n in names])
+
+
+@bp.get("/<mail_id>")
+def message(mail_id: str) -> Any:
+    """One captured mail: headers, text, HTML in a sandbox, attachments."""
+    return render_template("dev/message.html", mail=load(mail_id))
+
+
+@bp.get("/<mail_id>/html")
+def html_body(mail_id: str) -> Any:
+    """The HTML body alone, for the sandboxed frame; scripts stay forbidden by CSP."""
+    part = load(mail_id).message.get_body(("html",))
+    if part is None:
+        abort(404)
+    response = Response(part.get_content(), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'self'"
+    return response
+
+
+@bp.get("/<mail_id>/attachments/<int:index>")
+def attachment(mail_id: str, index: int) -> Any:
+    """Download one attachment under its own name."""
+    parts = list(load(mail_id).message.iter_attachments())
+    if not 0 <= index < len(parts):
+        abort(404)
+    part = parts[index]
+    response = Response(part.get_payload(decode=True), mimetype="application/octet-stream")
+    response.headers.set("Content-Disposition", "attachment",
+                         filename=part.get_filename() or f"part-{index}")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Only in development mode: start the sink and add the mailbox pages."""
+    if not app.config["DEV_MAILBOX"]:
+        return
+    app.register_blueprint(bp)
+    start_sink(app)

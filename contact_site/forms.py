@@ -1,0 +1,110 @@
+"""The contact form: fields, limits and the rules that make input safe to mail."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import unicodedata
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import EmailField, HiddenField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, ValidationError
+
+from . import uploads
+from .config import Recipient
+
+# U+0085, U+2028 and U+2029 end a line for some mail software though they are not Cc.
+LINE_SEPARATORS = {"\u0085", "\u2028", "\u2029"}
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def single_line(_form: Any, field: Any) -> None:
+    """Refuse line breaks and control characters: they could forge mail headers."""
+    value = field.data or ""
+    if any(unicodedata.category(c) in {"Cc", "Zl", "Zp"} or c in LINE_SEPARATORS for c in value):
+        raise ValidationError("Use a single line without line breaks or control characters.")
+
+
+def no_control_characters(_form: Any, field: Any) -> None:
+    """Multi-line text may hold tabs and line breaks, but no other control characters."""
+    if any(unicodedata.category(c) == "Cc" and c not in "\t\r\n" for c in field.data or ""):
+        raise ValidationError("Remove the control characters from your message.")
+
+
+def new_submission_key() -> str:
+    """A fresh key for one rendering of the form."""
+    return secrets.token_urlsafe(24)
+
+
+class ContactForm(FlaskForm):
+    """What a visitor may send; each rule answers with words a person understands."""
+
+    recipient = SelectField("To", validate_choice=False)
+    name = StringField("Your name", filters=[_strip], validators=[
+        Length(max=100, message="Use at most 100 characters."), single_line])
+    email = EmailField("Your email address", filters=[_strip], validators=[
+        DataRequired("Enter your email address."),
+        Length(max=254, message="An email address has at most 254 characters."), single_line])
+    subject = StringField("Subject", filters=[_strip], validators=[
+        DataRequired("Enter a subject."),
+        Length(max=200, message="Use at most 200 characters."), single_line])
+    message = TextAreaField("Message", validators=[
+        DataRequired("Enter your message."),
+        Length(max=10000, message="Use at most 10,000 characters."), no_control_characters])
+    attachment = FileField("Attachment")
+    website = StringField("Leave this field empty")
+    submission_key = HiddenField()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.recipients: tuple[Recipient, ...] = current_app.config["CONTACT_RECIPIENTS"]
+        self.recipient.choices = [(r.slug, r.name) for r in self.recipients]
+        self.checked_upload: uploads.CheckedUpload | None = None
+
+    def chosen_recipient(self) -> Recipient:
+        """The recipient picked (or the only one): never an address from the visitor."""
+        slug = self.recipient.data or (self.recipients[0].slug if len(self.recipients) == 1 else "")
+        return next(r for r in self.recipients if r.slug == slug)
+
+    def validate_recipient(self, field: Any) -> None:
+        """Only the names the site offers; with one recipient it may be omitted."""
+        if not field.data and len(self.recipients) == 1:
+            return
+        if field.data not in {r.slug for r in self.recipients}:
+            raise ValidationError("Choose who to write to.")
+
+    def validate_email(self, field: Any) -> None:
+        """One real-looking address, which the SMTP path can carry; kept in ASCII form."""
+        try:
+            result = validate_email(
+                field.data, check_deliverability=False, allow_smtputf8=False,
+                allow_display_name=False, allow_domain_literal=False,
+            )
+        except EmailNotValidError as error:
+            raise ValidationError(f"Enter a valid email address. {error}") from None
+        field.data = result.ascii_email or result.normalized
+
+    def validate_submission_key(self, field: Any) -> None:
+        """A key issued with the form, or none (then a fresh one is used)."""
+        if field.data and not KEY_PATTERN.fullmatch(field.data):
+            raise ValidationError("This form is out of date: reload the page and send it again.")
+
+    def validate_attachment(self, field: Any) -> None:
+        """Size (413), extension, sniffed content and emptiness of the optional file."""
+        if field.data and getattr(field.data, "filename", None):
+            try:
+                self.checked_upload = uploads.check(field.data)
+            except uploads.UploadRefused as error:
+                raise ValidationError(str(error)) from None
+
+    def is_spam(self) -> bool:
+        """The honeypot field is hidden from people; only bots fill it in."""
+        return bool(self.website.data)

@@ -1,0 +1,287 @@
+"""The outbox: one row per outgoing mail, claimed, sent and retried by workers."""
+
+from __future__ import annotations
+
+import logging
+import random
+import smtplib
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from flask_mail import BadHeaderError, email_dispatched
+from sqlalchemy import ForeignKey, String, Text, and_, func, or_, select, update
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from . import mail as mails
+from .db import db, utcnow
+
+log = logging.getLogger("contact_site.delivery")
+
+QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
+STATUSES = (QUEUED, SENDING, SENT, FAILED)
+THANK_YOU_GIVE_UP_HOURS = 24
+
+
+class OutboxMail(db.Model):
+    """One outgoing mail and where it stands."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submission.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "recipient" or "thank_you"
+    to_address: Mapped[str] = mapped_column(String(320))
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    expires_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None]
+
+    submission = relationship("Submission", lazy="joined")
+
+
+def enqueue(submission: Any) -> list[OutboxMail]:
+    """Add the mails of a new submission to the session (the caller commits)."""
+    now = utcnow()
+    hours = current_app.config["DELIVERY_GIVE_UP_HOURS"]
+    wanted = [("recipient", submission.recipient_address, hours)]
+    if submission.thank_you_sent:
+        wanted.append(("thank_you", submission.email, min(hours, THANK_YOU_GIVE_UP_HOURS)))
+    rows = [
+        OutboxMail(
+            submission=submission, kind=kind, to_address=address,
+            message_id=mails.new_message_id(), status=QUEUED, attempts=0, created_at=now,
+            next_attempt_at=now, expires_at=now + timedelta(hours=give_up),
+        )
+        for kind, address, give_up in wanted
+    ]
+    db.session.add_all(rows)
+    return rows
+
+
+def _due(now: datetime) -> Any:
+    """Rows a worker may take: queued and due, or held by a claim that ran out."""
+    return or_(
+        and_(OutboxMail.status == QUEUED, OutboxMail.next_attempt_at <= now),
+        and_(OutboxMail.status == SENDING, OutboxMail.claimed_until < now),
+    )
+
+
+def claim_due_mails(limit: int | None = None) -> list[OutboxMail]:
+    """Atomically take up to `limit` due mails for this worker, with a lease."""
+    config = current_app.config
+    now, token = utcnow(), uuid.uuid4().hex
+    # One UPDATE whose WHERE re-checks due-ness: SQLite runs it under its single
+    # writer lock; PostgreSQL re-evaluates it on rows another worker just took,
+    # and SKIP LOCKED keeps workers from queueing behind each other's rows.
+    candidates = (
+        select(OutboxMail.id).where(_due(now)).order_by(OutboxMail.next_attempt_at)
+        .limit(limit or config["DELIVERY_BATCH_SIZE"]).with_for_update(skip_locked=True)
+    )
+    db.session.execute(
+        update(OutboxMail).where(OutboxMail.id.in_(candidates), _due(now)).values(
+            status=SENDING, claim_token=token,
+            claimed_until=now + timedelta(seconds=config["DELIVERY_CLAIM_SECONDS"]),
+        ).execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return list(db.session.scalars(
+        select(OutboxMail).where(OutboxMail.claim_token == token).order_by(OutboxMail.id)
+    ))
+
+
+def retry_delay(attempts: int) -> float:
+    """Exponential backoff from the base, doubling, capped, with jitter."""
+    config = current_app.config
+    delay = min(config["DELIVERY_RETRY_MAX_SECONDS"],
+                config["DELIVERY_RETRY_BASE_SECONDS"] * 2 ** max(attempts - 1, 0))
+    return delay * random.uniform(0.75, 1.0)
+
+
+def _finish(row: OutboxMail, token: str | None, **values: Any) -> None:
+    """Record an outcome, only while this worker still holds the claim."""
+    values.setdefault("claim_token", None)
+    values.setdefault("claimed_until", None)
+    db.session.execute(
+        update(OutboxMail).where(OutboxMail.id == row.id, OutboxMail.claim_token == token)
+        .values(**values).execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def record_sent(row: OutboxMail, token: str | None) -> None:
+    """The server answered 250 to the data."""
+    _finish(row, token, status=SENT, sent_at=utcnow(), attempts=row.attempts + 1, last_error=None)
+
+
+def record_failed(row: OutboxMail, token: str | None, error: str) -> None:
+    """A permanent failure: the mail will not be tried again unless an operator asks."""
+    _finish(row, token, status=FAILED, attempts=row.attempts + 1, last_error=error)
+
+
+def record_transient(row: OutboxMail, token: str | None, error: str) -> None:
+    """A transient failure: try again later, or give up once the mail has expired."""
+    attempts = row.attempts + 1
+    next_at = utcnow() + timedelta(seconds=retry_delay(attempts))
+    if next_at > row.expires_at:
+        _finish(row, token, status=FAILED, attempts=attempts, last_error=f"expired: {error}")
+    else:
+        _finish(row, token, status=QUEUED, attempts=attempts, next_attempt_at=next_at,
+                last_error=error)
+
+
+def release(row: OutboxMail, token: str | None) -> None:
+    """Give a claimed mail back to the queue without counting an attempt."""
+    _finish(row, token, status=QUEUED)
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else reply
+
+
+def describe(error: BaseException) -> str:
+    """The error as one line: the server's reply when there is one."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        code, reply = next(iter(error.recipients.values()))
+        return f"{code} {_text(reply)}"
+    if isinstance(error, smtplib.SMTPResponseException):
+        return f"{error.smtp_code} {_text(error.smtp_error)}"
+    return f"{type(error).__name__}: {error}"
+
+
+def is_permanent(error: BaseException) -> bool:
+    """5xx replies are permanent (RFC 5321); everything else may pass."""
+    if isinstance(error, BadHeaderError):
+        return True
+    if isinstance(error, smtplib.SMTPAuthenticationError):
+        return False  # the operator's credentials, not the mail: retry once fixed
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in error.recipients.values())
+    if isinstance(error, smtplib.SMTPResponseException):
+        return 500 <= error.smtp_code < 600
+    return False
+
+
+def deliver_due(should_stop: Callable[[], bool] | None = None) -> int:
+    """Claim due mails and send them; the number claimed."""
+    rows = claim_due_mails()
+    if rows:
+        deliver_batch(rows, should_stop)
+    return len(rows)
+
+
+def deliver_batch(rows: list[OutboxMail], should_stop: Callable[[], bool] | None = None) -> None:
+    """Send claimed mails over one SMTP connection, reconnecting when it breaks."""
+    pending = [(row, row.claim_token) for row in rows]
+    connection = None
+    try:
+        while pending:
+            row, token = pending.pop(0)
+            if should_stop is not None and should_stop():
+                for other, other_token in [(row, token), *pending]:
+                    release(other, other_token)
+                return
+            if connection is None:
+                connection, error = _open()
+                if connection is None:
+                    for other, other_token in [(row, token), *pending]:
+                        _log_attempt(other, "transient", error, 0.0)
+                        record_transient(other, other_token, describe(error))
+                    return
+            if not _send_one(connection, row, token):
+                _close(connection)
+                connection = None
+    finally:
+        if connection is not None:
+            _close(connection)
+
+
+def _open() -> tuple[Any, BaseException | None]:
+    """An open connection, or None and the error that prevented it."""
+    connection = mails.connect()
+    try:
+        connection.host = connection.configure_host()
+    except (OSError, smtplib.SMTPException) as error:
+        return None, error
+    return connection, None
+
+
+def _close(connection: Any) -> None:
+    """QUIT, ignoring a server that has already gone: its accepted mails are recorded."""
+    try:
+        connection.host.quit()
+    except (OSError, smtplib.SMTPException):
+        connection.host.close()
+
+
+def _send_one(connection: Any, row: OutboxMail, token: str | None) -> bool:
+    """Send one mail and record the outcome; False when the connection is unusable."""
+    started = time.monotonic()
+    accepted: list[str] = []
+    try:
+        message = mails.compose(row)
+    except OSError as error:  # a poison row: its attachment is gone from disk
+        record_failed(row, token, f"cannot compose: {describe(error)}")
+        _log_attempt(row, "failed", error, time.monotonic() - started)
+        return True
+
+    def on_dispatched(_app: Any, message: Any) -> None:
+        accepted.append(message.msgId)
+
+    try:
+        with email_dispatched.connected_to(on_dispatched):
+            connection.send(message)
+    except Exception as error:  # the delivery boundary: every failure is recorded
+        elapsed = time.monotonic() - started
+        if row.message_id in accepted:  # 250 received, the break came after
+            record_sent(row, token)
+            _log_attempt(row, "sent", error, elapsed)
+            return False
+        if is_permanent(error):
+            record_failed(row, token, describe(error))
+            _log_attempt(row, "failed", error, elapsed)
+            return True
+        record_transient(row, token, describe(error))
+        _log_attempt(row, "transient", error, elapsed)
+        return isinstance(error, smtplib.SMTPResponseException) and not isinstance(
+            error, smtplib.SMTPServerDisconnected)
+    record_sent(row, token)
+    _log_attempt(row, "sent", None, time.monotonic() - started)
+    return True
+
+
+def _log_attempt(row: OutboxMail, outcome: str, error: BaseException | None,
+                 elapsed: float) -> None:
+    """One line per attempt: id, attempt number, outcome, server reply, time taken."""
+    log.info("mail %s attempt %d %s reply=%r in %.2fs", row.id, row.attempts + 1, outcome,
+             describe(error) if error else "250", elapsed)
+
+
+def status_counts() -> dict[str, int]:
+    """The number of mails in each status."""
+    found = dict(db.session.execute(
+        select(OutboxMail.status, func.count()).group_by(OutboxMail.status)).all())
+    return {status: found.get(status, 0) for status in STATUSES}
+
+
+def requeue(ids: list[int] | None = None) -> int:
+    """Put failed mails (all, or these ids) back in the queue now; how many."""
+    query = update(OutboxMail).where(OutboxMail.status == FAILED)
+    if ids:
+        query = query.where(OutboxMail.id.in_(ids))
+    now = utcnow()
+    result = db.session.execute(query.values(
+        status=QUEUED, next_attempt_at=now, claim_token=None, claimed_until=None,
+        expires_at=now + timedelta(hours=current_app.config["DELIVERY_GIVE_UP_HOURS"]),
+    ).execution_options(synchronize_session=False))
+    db.session.commit()
+    return result.rowcount

@@ -1,0 +1,144 @@
+"""Fixtures: the app on a real SMTP test server, a client, and form helpers."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from contact_site import create_app
+from contact_site.db import db
+from smtp_server import SMTPTestServer
+
+IN_CI = os.environ.get("CI") == "true"
+TEST_POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+RECIPIENTS = "Sales <sales@example.com>, Support Team <support@example.com>"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip when a service is absent, except under CI=true where it must be there."""
+    if IN_CI:
+        pytest.fail(f"{reason} (required under CI=true)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SMTPTestServer]:
+    """A real SMTP server on a free loopback port, recording what it receives."""
+    server = SMTPTestServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def base_config(tmp_path: Path, smtp_server: SMTPTestServer) -> dict[str, Any]:
+    """Settings every test app shares: its own database and folders, the test SMTP server."""
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'test.sqlite'}",
+        "UPLOAD_FOLDER": str(tmp_path / "uploads"),
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": smtp_server.port,
+        "MAIL_DEFAULT_SENDER": "Contact form <noreply@example.org>",
+        "MAIL_TIMEOUT": 3,
+        "CONTACT_RECIPIENTS": RECIPIENTS,
+        "CONTACT_RATE_LIMIT": "off",
+        "DELIVERY_RETRY_BASE_SECONDS": 1,
+        "DELIVERY_RETRY_MAX_SECONDS": 2,
+        "DELIVERY_POLL_SECONDS": 1,
+    }
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, smtp_server: SMTPTestServer) -> Iterator[Callable[..., Flask]]:
+    """Build apps with the test settings plus overrides; stop their workers afterwards."""
+    apps: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        app = create_app({**base_config(tmp_path, smtp_server), **overrides})
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["contact_delivery"].stop()
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    """The app with its in-process delivery worker running."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> Any:
+    """A runner for the app's command-line commands."""
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL with a schema of its own, dropped afterwards."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(TEST_POSTGRES_URL)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    except sa.exc.OperationalError as error:
+        engine.dispose()
+        skip_or_fail(f"PostgreSQL unreachable at {TEST_POSTGRES_URL}: {error.orig}")
+    sep = "&" if "?" in TEST_POSTGRES_URL else "?"
+    try:
+        yield f"{TEST_POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
+
+
+def form_tokens(client: FlaskClient) -> dict[str, str]:
+    """The csrf_token and submission_key of a freshly rendered form."""
+    page = client.get("/").get_data(as_text=True)
+    pattern = r'name="(csrf_token|submission_key)" type="hidden" value="([^"]+)"'
+    found = dict(re.findall(pattern, page))
+    assert set(found) == {"csrf_token", "submission_key"}, "form lacks its hidden fields"
+    return found
+
+
+VALID = {
+    "recipient": "sales",
+    "name": "Ada Lovelace",
+    "email": "ada@example.com",
+    "subject": "Engines",
+    "message": "Hello,\nI have a question about the analytical engine.",
+}
+
+
+def post_form(client: FlaskClient, json: bool = False, tokens: dict[str, str] | None = None,
+              **fields: Any) -> Any:
+    """POST the contact form like a browser would, with fresh tokens unless given."""
+    data = {**VALID, **(tokens or form_tokens(client)), **fields}
+    data = {k: v for k, v in data.items() if v is not None}
+    headers = {"Accept": "application/json"} if json else {"Accept": "text/html"}
+    return client.post("/", data=data, headers=headers, content_type="multipart/form-data")
