@@ -36,14 +36,15 @@ class SaveToFolder:
         return "250 Message captured by the dev mailbox"
 
 
-def mailbox_folder() -> Path:
-    """Where captured mails are kept: instance/devmail/."""
-    return Path(current_app.instance_path) / "devmail"
+def mailbox_folder(app: Flask | None = None) -> Path:
+    """Where captured mails are kept: DEV_MAILBOX_FOLDER, by default instance/devmail/."""
+    app = app or current_app
+    return Path(app.config.get("DEV_MAILBOX_FOLDER") or Path(app.instance_path) / "devmail")
 
 
 def start_sink(app: Flask) -> None:
     """Listen on 127.0.0.1:DEV_MAILBOX_PORT once per process; share the folder otherwise."""
-    folder = Path(app.instance_path) / "devmail"
+    folder = mailbox_folder(app)
     folder.mkdir(parents=True, exist_ok=True)
     port = app.config["DEV_MAILBOX_PORT"]
     if str(folder) in _controllers:
