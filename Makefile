@@ -16,8 +16,8 @@ install: $(STAMP)
 # The site with embedded defaults: SQLite in instance/, the in-process worker,
 # and the dev mailbox (SMTP sink on 127.0.0.1:1025, shown at /dev/mailbox).
 run: install
-	$(BIN)/flask --app contact_site init-db
-	$(BIN)/flask --app contact_site run --debug --host 127.0.0.1 --port 5000
+	$(BIN)/flask --app contact_site --debug init-db
+	$(BIN)/flask --app contact_site --debug run --host 127.0.0.1 --port 5000
 
 test: install chromium
 	$(BIN)/pytest

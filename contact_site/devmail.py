@@ -53,8 +53,10 @@ def start_sink(app: Flask) -> None:
                             data_size_limit=64 * 2**20)
     try:
         controller.start()
-    except (OSError, RuntimeError) as error:  # another process of this app already listens
-        log.warning("dev mailbox not started on port %s: %s", port, error)
+    except (OSError, RuntimeError):
+        # Under `flask run --debug` the reloader's parent process already listens
+        # and writes to the same folder, which this process's pages read.
+        log.info("dev mailbox port %s is taken; another process captures the mail", port)
         return
     _controllers[str(folder)] = controller
     log.info("dev mailbox listening on 127.0.0.1:%s, shown at /dev/mailbox", port)
