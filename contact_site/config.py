@@ -16,7 +16,10 @@ from flask import Flask
 MIB = 2**20
 # Room in the request body for the form fields beside the largest attachment.
 FORM_FIELDS_ROOM = MIB
-PLACEHOLDER_KEYS = {"", "changeme", "change-me", "secret", "dev", "development", "xxx"}
+PLACEHOLDER_KEYS = {"", "changeme", "secret", "secretkey", "dev", "development", "xxx",
+                    "test", "default", "password", "flask", "insecure"}
+# Words of the keys people copy from examples and forget to replace.
+PLACEHOLDER_WORDS = ("changeme", "replaceme", "yoursecret", "placeholder", "notsecret")
 
 
 class ConfigError(SystemExit):
@@ -137,6 +140,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "CONTACT_THANK_YOU_PDF": ("static/thank-you.pdf", _text),
     "CONTACT_THANK_YOU_PER_DAY": (3, _integer(0, 1000)),
     "RATELIMIT_STORAGE_URI": (None, _text),
+    "PROXY_FIX_X_FOR": (0, _integer(0, 10)),
+    "PROXY_FIX_X_PROTO": (0, _integer(0, 10)),
     "DELIVERY_BACKEND": ("thread", _backend),
     "CELERY_BROKER_URL": ("redis://localhost:6379/0", _text),
     "DELIVERY_RETRY_BASE_SECONDS": (60, _integer(1, 86400)),
@@ -187,18 +192,27 @@ def _derive(app: Flask, explicit: set[str]) -> None:
     config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
 
 
+def is_placeholder_key(key: str) -> bool:
+    """True for a SECRET_KEY that is short, repetitive or copied from an example."""
+    letters = re.sub(r"[^a-z0-9]", "", key.lower())
+    return (len(key) < 16 or len(set(key)) < 8 or letters in PLACEHOLDER_KEYS
+            or any(word in letters for word in PLACEHOLDER_WORDS))
+
+
 def _secret_key(app: Flask) -> str:
     """The configured key; in debug mode a generated one kept in instance/."""
     key = app.config["SECRET_KEY"]
-    if key and key.strip().lower() not in PLACEHOLDER_KEYS and len(key) >= 16:
+    if key and not is_placeholder_key(key):
         return key
     if not (app.debug or app.testing):
         problem = "is missing" if not key else "is a placeholder or shorter than 16 characters"
-        raise ConfigError("SECRET_KEY", f"{problem}: set it to a long random string")
+        hint = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        raise ConfigError("SECRET_KEY", f"{problem}: set it to a long random string ({hint})")
     if key and app.testing:
         return key
     path = Path(app.instance_path) / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+    if not path.exists():  # created private: the key signs sessions and CSRF tokens
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
     return path.read_text().strip()

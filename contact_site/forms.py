@@ -20,6 +20,10 @@ from .config import Recipient
 # U+0085, U+2028 and U+2029 end a line for some mail software though they are not Cc.
 LINE_SEPARATORS = {"\u0085", "\u2028", "\u2029"}
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+EMAIL_MAX_LENGTH = 254
+# Such addresses need SMTPUTF8, which our outgoing path does not offer.
+NON_ASCII_LOCAL_PART = ("Enter an address whose part before the @ uses only the letters a-z, "
+                        "digits and . _ + - : we cannot send mail to other characters there.")
 
 
 def _strip(value: Any) -> Any:
@@ -83,14 +87,20 @@ class ContactForm(FlaskForm):
 
     def validate_email(self, field: Any) -> None:
         """One real-looking address, which the SMTP path can carry; kept in ASCII form."""
+        if not field.data.rpartition("@")[0].isascii():
+            raise ValidationError(NON_ASCII_LOCAL_PART)
         try:
+            # strict: RFC 5321's 64 octets before the @ (254 in all is always checked).
             result = validate_email(
                 field.data, check_deliverability=False, allow_smtputf8=False,
-                allow_display_name=False, allow_domain_literal=False,
+                allow_display_name=False, allow_domain_literal=False, strict=True,
             )
         except EmailNotValidError as error:
             raise ValidationError(f"Enter a valid email address. {error}") from None
-        field.data = result.ascii_email or result.normalized
+        address = result.ascii_email or result.normalized
+        if len(address) > EMAIL_MAX_LENGTH:  # an IDN domain grows when written in ASCII
+            raise ValidationError("An email address has at most 254 characters.")
+        field.data = address
 
     def validate_submission_key(self, field: Any) -> None:
         """A key issued with the form, or none (then a fresh one is used)."""

@@ -1,10 +1,13 @@
-"""Security headers on every answer, and CSRF protection on every POST."""
+"""Security headers on every answer, CSRF protection and rate limits on every POST."""
 
 from __future__ import annotations
 
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import limiter
 
 csrf = CSRFProtect()
 
@@ -19,6 +22,7 @@ def add_security_headers(response: Response) -> Response:
     headers = response.headers
     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors, for older browsers
     # strict-origin-when-cross-origin still sends the origin to ourselves over
     # HTTPS, which Flask-WTF's strict referrer check needs (no-referrer breaks it).
     headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
@@ -35,8 +39,21 @@ class SessionInterface(SecureCookieSessionInterface):
         return bool(app.config["SESSION_COOKIE_SECURE"] or (request and request.is_secure))
 
 
+def trust_proxy(app: Flask) -> None:
+    """Behind N proxies, take the client's address and scheme from their X-Forwarded headers.
+
+    Off by default: a client talking to us directly could otherwise pick its own
+    address with X-Forwarded-For and escape the rate limit.
+    """
+    x_for, x_proto = app.config["PROXY_FIX_X_FOR"], app.config["PROXY_FIX_X_PROTO"]
+    if x_for or x_proto:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=x_for, x_proto=x_proto)
+
+
 def init_app(app: Flask) -> None:
-    """Protect every POST with CSRF and every answer with the headers."""
+    """Trust proxies as configured, limit and protect every POST, add the headers."""
+    trust_proxy(app)
+    limiter.init_app(app)
     csrf.init_app(app)
     app.after_request(add_security_headers)
     app.session_interface = SessionInterface()

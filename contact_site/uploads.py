@@ -20,7 +20,11 @@ MAX_NAME_LENGTH = 120
 # filetype names some kinds differently from the extensions people use.
 KIND_ALIASES = {"apng": "png", "jpeg": "jpg"}
 TEXT_SNIFF_BYTES = 64 * 1024
-MARKUP_PREFIXES = (b"<!doctype html", b"<html", b"<svg", b"<?xml", b"<script")
+# Text a browser or viewer would run as markup, refused even with a .txt name.
+MARKUP_PREFIXES = (b"<!doctype", b"<html", b"<svg", b"<?xml", b"<script", b"<!--", b"<head",
+                   b"<body", b"<iframe", b"<object", b"<embed", b"<meta", b"<?php", b"<%")
+# Characters Windows refuses in names, and quotes: replaced so a saved attachment keeps its name.
+UNSAFE_NAME_CHARACTERS = re.compile(r'[<>:"|?*]')
 
 
 class UploadTooLarge(RequestEntityTooLarge):
@@ -57,6 +61,7 @@ def neutral_filename(raw: str) -> str:
     """The original name without path parts, control or direction characters, shortened."""
     name = re.split(r"[/\\]", raw or "")[-1]
     name = "".join(c for c in name if unicodedata.category(c)[0] not in {"C", "Z"} or c == " ")
+    name = UNSAFE_NAME_CHARACTERS.sub("_", name)
     name = unicodedata.normalize("NFC", name).strip(" .")
     if len(name) > MAX_NAME_LENGTH:
         stem, dot, ext = name.rpartition(".")

@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from . import outbox, uploads
 from .db import db
 from .forms import ContactForm, new_submission_key
+from .limiter import limit_posts
 from .submissions import ContactData, Submission, store_submission
 
 bp = Blueprint("contact", __name__)
@@ -54,6 +55,7 @@ def page() -> Any:
 
 
 @bp.post("/")
+@limit_posts()
 def submit() -> Any:
     """Validate, store with the mails to send, wake delivery, answer (post/redirect/get)."""
     form = ContactForm()
