@@ -80,23 +80,32 @@ def claim_due_mails(limit: int | None = None) -> list[OutboxMail]:
     """Atomically take up to `limit` due mails for this worker, with a lease."""
     config = current_app.config
     now, token = utcnow(), uuid.uuid4().hex
-    # One UPDATE whose WHERE re-checks due-ness: SQLite runs it under its single
-    # writer lock; PostgreSQL re-evaluates it on rows another worker just took,
-    # and SKIP LOCKED keeps workers from queueing behind each other's rows.
-    candidates = (
-        select(OutboxMail.id).where(_due(now)).order_by(OutboxMail.next_attempt_at)
+    # The candidates are picked once, in a MATERIALIZED CTE: PostgreSQL would
+    # otherwise re-run an `IN (SELECT … LIMIT n)` per row and claim more than n.
+    # SKIP LOCKED keeps PostgreSQL workers from queueing behind each other's rows;
+    # SQLite runs the whole statement under its single writer lock. The outer
+    # WHERE re-checks due-ness against rows another worker took meanwhile.
+    picked = (
+        select(OutboxMail.id).where(_due(now))
+        .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
         .limit(limit or config["DELIVERY_BATCH_SIZE"]).with_for_update(skip_locked=True)
+        .cte("picked").prefix_with("MATERIALIZED")
     )
     db.session.execute(
-        update(OutboxMail).where(OutboxMail.id.in_(candidates), _due(now)).values(
+        update(OutboxMail).where(OutboxMail.id.in_(select(picked.c.id)), _due(now)).values(
             status=SENDING, claim_token=token,
             claimed_until=now + timedelta(seconds=config["DELIVERY_CLAIM_SECONDS"]),
         ).execution_options(synchronize_session=False)
     )
     db.session.commit()
-    return list(db.session.scalars(
+    rows = list(db.session.scalars(
         select(OutboxMail).where(OutboxMail.claim_token == token).order_by(OutboxMail.id)
     ))
+    # Detached snapshots: the commits that record each outcome would otherwise
+    # expire them and reload every row (and its submission) one by one.
+    for row in rows:
+        db.session.expunge(row)
+    return rows
 
 
 def retry_delay(attempts: int) -> float:
@@ -107,41 +116,58 @@ def retry_delay(attempts: int) -> float:
     return delay * random.uniform(0.75, 1.0)
 
 
-def _finish(row: OutboxMail, token: str | None, **values: Any) -> None:
+def _finish(row: OutboxMail, **values: Any) -> None:
     """Record an outcome, only while this worker still holds the claim."""
     values.setdefault("claim_token", None)
     values.setdefault("claimed_until", None)
     db.session.execute(
-        update(OutboxMail).where(OutboxMail.id == row.id, OutboxMail.claim_token == token)
+        update(OutboxMail).where(OutboxMail.id == row.id, OutboxMail.claim_token == row.claim_token)
         .values(**values).execution_options(synchronize_session=False)
     )
     db.session.commit()
 
 
-def record_sent(row: OutboxMail, token: str | None) -> None:
+def record_sent(row: OutboxMail) -> None:
     """The server answered 250 to the data."""
-    _finish(row, token, status=SENT, sent_at=utcnow(), attempts=row.attempts + 1, last_error=None)
+    _finish(row, status=SENT, sent_at=utcnow(), attempts=row.attempts + 1, last_error=None)
 
 
-def record_failed(row: OutboxMail, token: str | None, error: str) -> None:
+def record_failed(row: OutboxMail, error: str) -> None:
     """A permanent failure: the mail will not be tried again unless an operator asks."""
-    _finish(row, token, status=FAILED, attempts=row.attempts + 1, last_error=error)
+    _finish(row, status=FAILED, attempts=row.attempts + 1, last_error=error)
 
 
-def record_transient(row: OutboxMail, token: str | None, error: str) -> None:
+def record_transient(row: OutboxMail, error: str) -> str:
     """A transient failure: try again later, or give up once the mail has expired."""
     attempts = row.attempts + 1
     next_at = utcnow() + timedelta(seconds=retry_delay(attempts))
     if next_at > row.expires_at:
-        _finish(row, token, status=FAILED, attempts=attempts, last_error=f"expired: {error}")
-    else:
-        _finish(row, token, status=QUEUED, attempts=attempts, next_attempt_at=next_at,
-                last_error=error)
+        _finish(row, status=FAILED, attempts=attempts, last_error=f"expired: {error}")
+        return "expired"
+    _finish(row, status=QUEUED, attempts=attempts, next_attempt_at=next_at, last_error=error)
+    return "transient"
 
 
-def release(row: OutboxMail, token: str | None) -> None:
+def release(row: OutboxMail) -> None:
     """Give a claimed mail back to the queue without counting an attempt."""
-    _finish(row, token, status=QUEUED)
+    _finish(row, status=QUEUED)
+
+
+def _keep_lease(rows: list[OutboxMail]) -> bool:
+    """Extend the claim on mails not yet sent once half of it is used; False if it lapsed."""
+    now, lease = utcnow(), timedelta(seconds=current_app.config["DELIVERY_CLAIM_SECONDS"])
+    if rows[0].claimed_until - now > lease / 2:
+        return True
+    result = db.session.execute(
+        update(OutboxMail).where(
+            OutboxMail.id.in_([row.id for row in rows]),
+            OutboxMail.claim_token == rows[0].claim_token, OutboxMail.claimed_until > now,
+        ).values(claimed_until=now + lease).execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    for row in rows:
+        row.claimed_until = now + lease
+    return result.rowcount == len(rows)
 
 
 def _text(reply: bytes | str) -> str:
@@ -181,24 +207,22 @@ def deliver_due(should_stop: Callable[[], bool] | None = None) -> int:
 
 def deliver_batch(rows: list[OutboxMail], should_stop: Callable[[], bool] | None = None) -> None:
     """Send claimed mails over one SMTP connection, reconnecting when it breaks."""
-    pending = [(row, row.claim_token) for row in rows]
     connection = None
     try:
-        while pending:
-            row, token = pending.pop(0)
-            if should_stop is not None and should_stop():
-                for other, other_token in [(row, token), *pending]:
-                    release(other, other_token)
+        for index, row in enumerate(rows):
+            rest = rows[index:]
+            if (should_stop is not None and should_stop()) or not _keep_lease(rest):
+                for other in rest:  # returned to the queue, or left to the new holder
+                    release(other)
                 return
             if connection is None:
                 connection, error = _open()
                 if connection is None:
-                    for other, other_token in [(row, token), *pending]:
-                        _log_attempt(other, "transient", error, 0.0)
-                        record_transient(other, other_token, describe(error))
+                    for other in rest:
+                        _conclude(other, QUEUED, describe(error), time.monotonic())
                     return
-            if not _send_one(connection, row, token):
-                _close(connection)
+            if not _send_one(connection, row):
+                _discard(connection)
                 connection = None
     finally:
         if connection is not None:
@@ -215,24 +239,34 @@ def _open() -> tuple[Any, BaseException | None]:
     return connection, None
 
 
+def _usable(connection: Any) -> bool:
+    """Whether the connection survived the last command (smtplib closes it on 421 or EOF)."""
+    return connection.host is not None and connection.host.sock is not None
+
+
 def _close(connection: Any) -> None:
     """QUIT, ignoring a server that has already gone: its accepted mails are recorded."""
     try:
         connection.host.quit()
     except (OSError, smtplib.SMTPException):
+        _discard(connection)
+
+
+def _discard(connection: Any) -> None:
+    """Drop a broken connection without a QUIT that could only wait for a timeout."""
+    if connection.host is not None:
         connection.host.close()
 
 
-def _send_one(connection: Any, row: OutboxMail, token: str | None) -> bool:
+def _send_one(connection: Any, row: OutboxMail) -> bool:
     """Send one mail and record the outcome; False when the connection is unusable."""
     started = time.monotonic()
-    accepted: list[str] = []
     try:
         message = mails.compose(row)
-    except OSError as error:  # a poison row: its attachment is gone from disk
-        record_failed(row, token, f"cannot compose: {describe(error)}")
-        _log_attempt(row, "failed", error, time.monotonic() - started)
+    except Exception as error:  # a poison row, e.g. its attachment gone from disk
+        _conclude(row, FAILED, f"cannot compose: {describe(error)}", started)
         return True
+    accepted: list[str] = []
 
     def on_dispatched(_app: Any, message: Any) -> None:
         accepted.append(message.msgId)
@@ -241,29 +275,29 @@ def _send_one(connection: Any, row: OutboxMail, token: str | None) -> bool:
         with email_dispatched.connected_to(on_dispatched):
             connection.send(message)
     except Exception as error:  # the delivery boundary: every failure is recorded
-        elapsed = time.monotonic() - started
-        if row.message_id in accepted:  # 250 received, the break came after
-            record_sent(row, token)
-            _log_attempt(row, "sent", error, elapsed)
+        if row.message_id in accepted:  # 250 received; the break came after it
+            _conclude(row, SENT, None, started, f" (then {describe(error)})")
             return False
-        if is_permanent(error):
-            record_failed(row, token, describe(error))
-            _log_attempt(row, "failed", error, elapsed)
-            return True
-        record_transient(row, token, describe(error))
-        _log_attempt(row, "transient", error, elapsed)
-        return isinstance(error, smtplib.SMTPResponseException) and not isinstance(
-            error, smtplib.SMTPServerDisconnected)
-    record_sent(row, token)
-    _log_attempt(row, "sent", None, time.monotonic() - started)
+        _conclude(row, FAILED if is_permanent(error) else QUEUED, describe(error), started)
+        return _usable(connection)
+    _conclude(row, SENT, None, started)
     return True
 
 
-def _log_attempt(row: OutboxMail, outcome: str, error: BaseException | None,
-                 elapsed: float) -> None:
-    """One line per attempt: id, attempt number, outcome, server reply, time taken."""
-    log.info("mail %s attempt %d %s reply=%r in %.2fs", row.id, row.attempts + 1, outcome,
-             describe(error) if error else "250", elapsed)
+def _conclude(row: OutboxMail, status: str, error: str | None, started: float,
+              note: str = "") -> None:
+    """Record one attempt and log it on one line: id, attempt, outcome, reply, time."""
+    if status == SENT:
+        record_sent(row)
+        outcome = "sent"
+    elif status == FAILED:
+        record_failed(row, error or "")
+        outcome = "failed"
+    else:
+        outcome = record_transient(row, error or "")
+    level = logging.INFO if status == SENT else logging.WARNING
+    log.log(level, "mail %s attempt %d %s reply=%r in %.2fs%s", row.id, row.attempts + 1,
+            outcome, error or "250", time.monotonic() - started, note)
 
 
 def status_counts() -> dict[str, int]:
