@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from typing import Any
@@ -61,8 +62,16 @@ def work_command(once: bool) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    _log_attempts()
     click.echo("delivering; stop with SIGTERM or Ctrl-C", err=True)
     run_delivery_loop(app, stop, wake, on_idle=stop.set if once else None)
+
+
+def _log_attempts() -> None:
+    """Show the one-line attempt log on stderr, unless logging is already set up."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("contact_site.delivery").setLevel(logging.INFO)
 
 
 def init_app(app: Flask) -> None:
