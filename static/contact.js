@@ -29,6 +29,7 @@
 
   let rejectedFileMessage = null;
   let sending = false;
+  let announcedStep = -1;
 
   function humanSize(bytes) {
     if (bytes < 1024) {
@@ -122,8 +123,17 @@
     summary.focus();
   }
 
+  // Position of a field in the form, so the summary lists errors in reading order
+  // (the server's JSON object has its keys sorted by name).
+  function fieldPosition(name) {
+    const control = controlFor(name);
+    const index = control ? Array.prototype.indexOf.call(form.elements, control) : -1;
+    return index === -1 ? form.elements.length : index;
+  }
+
   function showErrors(errors) {
-    Object.keys(errors).forEach((name) => {
+    const names = Object.keys(errors).sort((a, b) => fieldPosition(a) - fieldPosition(b));
+    names.forEach((name) => {
       const raw = errors[name];
       const messages = (Array.isArray(raw) ? raw : [raw]).map(String);
       const linked = setFieldError(name, messages);
@@ -163,24 +173,35 @@
     fileInfo.textContent = `Not added: ${described}. Choose another file, or send the message without one.`;
   }
 
+  // No aria-busy on the form: it would silence the status live region inside it.
   function setSending(active) {
     sending = active;
     button.disabled = active;
-    form.setAttribute('aria-busy', String(active));
   }
 
+  // The bar moves with every event; the live status text only every 10 %, so a screen
+  // reader announces the percentage without being flooded.
   function setProgress(percent) {
     progress.hidden = false;
     status.hidden = false;
     progress.value = percent;
-    status.textContent = `Uploading: ${percent}%`;
+    progress.textContent = `${percent}%`;
+    const step = percent >= 100 ? 100 : Math.floor(percent / 10) * 10;
+    if (step !== announcedStep) {
+      announcedStep = step;
+      status.textContent = step === 100
+        ? 'Uploaded: 100%. Waiting for the server to confirm…'
+        : `Uploading: ${step}%`;
+    }
   }
 
   function hideProgress() {
     progress.hidden = true;
     status.hidden = true;
     progress.value = 0;
+    progress.textContent = '';
     status.textContent = '';
+    announcedStep = -1;
   }
 
   function fallbackMessage(code) {
@@ -199,7 +220,7 @@
     }
     // A 2xx covers 202 and, should the server answer HTML, the followed 303.
     if (xhr.status >= 200 && xhr.status < 300) {
-      status.textContent = 'Sent.';
+      status.textContent = 'Sent. Opening the confirmation page…';
       window.location.assign(data.thanksUrl);
       return;
     }

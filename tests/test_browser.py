@@ -1,0 +1,442 @@
+"""The contact page in a real Chromium: upload progress, errors, no-JS, axe, screenshots."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_server import LiveServer
+from conftest import base_config, skip_or_fail
+from sqlalchemy import func, select
+
+from contact_site import create_app, devmail
+from contact_site.db import db
+from contact_site.submissions import Submission
+from smtp_server import SMTPTestServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+MIB = 2**20
+# 5 MiB that sniff as a PDF; the bytes vary so a truncated or reordered upload shows.
+FIVE_MB_PDF = b"%PDF-1.4\n" + bytes(range(256)) * (5 * MIB // 256)
+SMALL_PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+# Slow enough that a 5 MB upload takes about a second and reports progress many times.
+UPLOAD_BYTES_PER_SECOND = 5 * MIB
+
+
+@dataclass
+class Site:
+    """The app under test, served over HTTP, and the SMTP server it delivers to."""
+
+    url: str
+    app: Any
+    smtp: SMTPTestServer
+    root: Path
+
+    def submissions(self) -> int:
+        """How many submissions are stored."""
+        with self.app.app_context():
+            return db.session.scalar(select(func.count()).select_from(Submission))
+
+    def stored_files(self) -> list[Path]:
+        """Every file under the upload folder."""
+        return [p for p in (self.root / "uploads").rglob("*") if p.is_file()]
+
+
+@dataclass
+class WatchedPage:
+    """A page with its CSP violations, script errors and POST requests recorded."""
+
+    page: Any
+    csp_violations: list[str] = field(default_factory=list)
+    script_errors: list[str] = field(default_factory=list)
+    posts: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        """No Content-Security-Policy violation and no script error so far."""
+        assert self.csp_violations == [], f"CSP violations: {self.csp_violations}"
+        assert self.script_errors == [], f"script errors: {self.script_errors}"
+
+
+def watch(page: Any) -> WatchedPage:
+    """Record what the page reports: Chromium logs CSP violations to the console."""
+    watched = WatchedPage(page)
+
+    def on_console(message: Any) -> None:
+        if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
+            watched.csp_violations.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: watched.script_errors.append(str(error)))
+    page.on("request", lambda r: watched.posts.append(r.url) if r.method == "POST" else None)
+    return watched
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Debian Chromium for the whole module."""
+    if not CHROMIUM.exists():
+        skip_or_fail(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def mail_server() -> Iterator[SMTPTestServer]:
+    """The module's SMTP test server."""
+    with SMTPTestServer() as server:
+        yield server
+
+
+def serve(root: Path, smtp: SMTPTestServer, **overrides: Any) -> tuple[Site, LiveServer]:
+    """Build the app on its own database and folders and serve it on a free port."""
+    app = create_app({**base_config(root, smtp), **overrides})
+    # The dev mailbox pages, reading captured mails from this test's folder.
+    app.instance_path = str(root / "instance")
+    app.register_blueprint(devmail.bp)
+    live = LiveServer(app)
+    live.start()
+    return Site(live.url, app, smtp, root), live
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, mail_server: SMTPTestServer,
+         browser: Any) -> Iterator[Site]:
+    """The app with the default limits, shared by the module's tests."""
+    built, live = serve(tmp_path_factory.mktemp("site"), mail_server)
+    yield built
+    live.stop()
+
+
+@pytest.fixture
+def small_limit_site(tmp_path: Path, mail_server: SMTPTestServer, browser: Any) -> Iterator[Site]:
+    """The app with CONTACT_MAX_UPLOAD_MB=1."""
+    built, live = serve(tmp_path, mail_server, CONTACT_MAX_UPLOAD_MB=1)
+    yield built
+    live.stop()
+
+
+@pytest.fixture
+def open_page(browser: Any) -> Iterator[Callable[..., WatchedPage]]:
+    """Open watched pages in fresh contexts (JavaScript on unless told); close them after."""
+    contexts: list[Any] = []
+
+    def opener(javascript: bool = True, width: int = 1280, height: int = 900) -> WatchedPage:
+        context = browser.new_context(java_script_enabled=javascript,
+                                      viewport={"width": width, "height": height})
+        contexts.append(context)
+        return watch(context.new_page())
+
+    yield opener
+    for context in contexts:
+        context.close()
+
+
+def visitor_email() -> str:
+    """A fresh visitor address, so the 3-thank-you-mails-a-day rule never interferes."""
+    return f"ada.{uuid.uuid4().hex[:8]}@example.com"
+
+
+def fill_form(page: Any, subject: str, email: str, message: str = "Hello,\nA question.") -> None:
+    """Fill the fields the way a visitor does."""
+    page.select_option("#recipient", "sales")
+    page.fill("#name", "Ada Lovelace")
+    page.fill("#email", email)
+    page.fill("#subject", subject)
+    page.fill("#message", message)
+
+
+def attach(page: Any, name: str, content: bytes, mime: str = "application/pdf") -> None:
+    """Choose a file in the attachment input."""
+    page.set_input_files("#attachment", files=[{"name": name, "mimeType": mime,
+                                                "buffer": content}])
+
+
+def mail_to_recipient(smtp: SMTPTestServer, subject: str, timeout: float = 15) -> EmailMessage:
+    """The owner's mail with this subject, once the SMTP server has it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for mail in list(smtp.messages):
+            if mail.message["Subject"] == f"[Contact] {subject}":
+                return mail.message
+        time.sleep(0.1)
+    raise AssertionError(f"no mail with subject {subject!r} within {timeout}s")
+
+
+def attachment_of(message: EmailMessage) -> tuple[str | None, str, bytes]:
+    """(file name, content type, bytes) of the mail's single attachment."""
+    [part] = list(message.iter_attachments())
+    return part.get_filename(), part.get_content_type(), part.get_payload(decode=True)
+
+
+def axe_violations(page: Any) -> list[str]:
+    """axe-core's violations on the page, one readable line each."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [f"{v['id']} ({v['impact']}): {v['help']} at "
+            f"{[n['target'] for n in v['nodes']]}" for v in results.response["violations"]]
+
+
+def focused_id(page: Any) -> str:
+    """The id of the element that has focus."""
+    return page.evaluate("document.activeElement && document.activeElement.id")
+
+
+def assert_field_error(page: Any, name: str, text: str) -> None:
+    """The message shows beside the field, and the field points to it as invalid."""
+    error = page.locator(f"#{name}-error")
+    assert error.is_visible()
+    assert text in error.inner_text()
+    control = page.locator(f"#{name}")
+    assert control.get_attribute("aria-invalid") == "true"
+    assert f"{name}-error" in (control.get_attribute("aria-describedby") or "").split()
+
+
+RECORD_PROGRESS = """() => {
+  const bar = document.getElementById('upload-progress');
+  const button = document.getElementById('submit-button');
+  new MutationObserver(() => window.recordProgress(bar.value, button.disabled))
+    .observe(bar, {attributes: true, attributeFilter: ['value']});
+}"""
+
+
+def test_visitor_sends_a_5mb_file_and_sees_the_progress(site: Site, open_page: Any) -> None:
+    """JS on: the bar moves while the button is disabled, /thanks follows, the file arrives."""
+    watched = open_page()
+    page = watched.page
+    progress: list[tuple[float, bool]] = []
+    page.expose_function("recordProgress", lambda value, disabled: progress.append(
+        (value, disabled)))
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1,
+        "uploadThroughput": UPLOAD_BYTES_PER_SECOND})
+
+    page.goto(f"{site.url}/")
+    page.evaluate(RECORD_PROGRESS)
+    subject = f"Scan {uuid.uuid4().hex[:6]}"
+    fill_form(page, subject, visitor_email())
+    attach(page, "scan.pdf", FIVE_MB_PDF)
+    assert page.locator("#attachment-info").inner_text() == "Selected: scan.pdf (5.0 MB)"
+    page.click("#submit-button")
+    page.wait_for_url(f"{site.url}/thanks", timeout=30_000)
+
+    values = [value for value, _ in progress]
+    assert len({v for v in values if 0 < v < 100}) >= 3, f"the bar did not move: {values}"
+    assert values == sorted(values) and values[-1] == 100
+    assert all(disabled for _, disabled in progress), "the button was enabled while sending"
+    assert page.locator("h1").inner_text() == "Thank you"
+    assert attachment_of(mail_to_recipient(site.smtp, subject)) == (
+        "scan.pdf", "application/pdf", FIVE_MB_PDF)
+    watched.assert_clean()
+
+
+def test_same_flow_without_javascript(site: Site, open_page: Any) -> None:
+    """JS off: the form posts as plain HTML, 303 to /thanks, the file arrives byte for byte."""
+    watched = open_page(javascript=False)
+    page = watched.page
+    page.goto(f"{site.url}/")
+    subject = f"No JS {uuid.uuid4().hex[:6]}"
+    fill_form(page, subject, visitor_email())
+    attach(page, "scan.pdf", FIVE_MB_PDF)
+    with page.expect_navigation(url=f"{site.url}/thanks", timeout=30_000):
+        page.click("#submit-button")
+    assert page.locator("h1").inner_text() == "Thank you"
+    assert attachment_of(mail_to_recipient(site.smtp, subject)) == (
+        "scan.pdf", "application/pdf", FIVE_MB_PDF)
+    watched.assert_clean()
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+def test_errors_show_beside_their_fields_with_focus_on_the_summary(
+        site: Site, open_page: Any, javascript: bool) -> None:
+    """An address the server refuses and a blank message: messages in place, summary focused."""
+    watched = open_page(javascript=javascript)
+    page = watched.page
+    page.goto(f"{site.url}/")
+    before = site.submissions()
+    # Both pass the browser's own checks (required, type=email) and fail on the server.
+    fill_form(page, "Engines", email="ada@example", message="   ")
+    if javascript:
+        with page.expect_response(lambda r: r.request.method == "POST") as answer:
+            page.click("#submit-button")
+        assert answer.value.status == 422
+        assert answer.value.headers["content-type"] == "application/json"
+        page.locator("#error-summary").wait_for(state="visible")
+    else:
+        with page.expect_navigation():
+            page.click("#submit-button")
+        assert page.title().startswith("Error: ")
+
+    assert_field_error(page, "email", "Enter a valid email address.")
+    assert_field_error(page, "message", "Enter your message.")
+    assert page.locator("#subject").get_attribute("aria-invalid") is None
+    assert page.locator("#email").input_value() == "ada@example"
+    assert page.locator("#error-summary-list a").all_inner_texts()[0].startswith(
+        "Enter a valid email address.")
+    assert page.locator("#error-summary-list a").nth(1).inner_text() == "Enter your message."
+    page.wait_for_function("document.activeElement.id === 'error-summary'", timeout=5_000)
+    assert site.submissions() == before
+    if javascript:
+        assert page.locator("#submit-button").is_enabled()
+        assert page.locator("#upload-progress").is_hidden()
+        page.locator("#error-summary-list a").first.click()
+        assert focused_id(page) == "email"
+        assert axe_violations(page) == []
+    watched.assert_clean()
+
+
+def test_axe_finds_no_violations_on_errors_rendered_by_the_server(
+        site: Site, open_page: Any) -> None:
+    """The 422 page of the no-JS path passes axe (axe itself needs scripts, contact.js is cut)."""
+    watched = open_page()
+    page = watched.page
+    page.route("**/static/contact.js", lambda route: route.abort())
+    page.goto(f"{site.url}/")
+    fill_form(page, "Engines", email="ada@example", message="   ")
+    with page.expect_navigation():
+        page.click("#submit-button")
+    assert page.locator("#error-summary").is_visible()
+    assert axe_violations(page) == []
+    watched.assert_clean()
+
+
+def test_oversize_or_wrong_type_file_is_refused_before_upload(
+        small_limit_site: Site, open_page: Any) -> None:
+    """Over CONTACT_MAX_UPLOAD_MB or off the allowlist: the server's words, nothing sent."""
+    site = small_limit_site
+    watched = open_page()
+    page = watched.page
+    page.goto(f"{site.url}/")
+    fill_form(page, "Too big", visitor_email())
+
+    attach(page, "scan.pdf", b"%PDF-1.4\n" + bytes(MIB))
+    assert_field_error(page, "attachment", "The file is larger than the limit of 1 MB.")
+    assert page.locator("#attachment").evaluate("input => input.files.length") == 0
+    assert "Not added: scan.pdf (1.0 MB)" in page.locator("#attachment-info").inner_text()
+    page.click("#submit-button")
+    page.wait_for_function("document.activeElement.id === 'error-summary'", timeout=5_000)
+    assert "The file is larger than the limit of 1 MB." in page.locator(
+        "#error-summary").inner_text()
+
+    attach(page, "tool.exe", b"MZ" + bytes(100), mime="application/octet-stream")
+    assert_field_error(page, "attachment", "Files of this type are not accepted. Allowed "
+                       "types: pdf, png, jpg, jpeg, gif, txt, docx, odt.")
+    page.click("#submit-button")
+    page.wait_for_timeout(300)
+    assert watched.posts == []
+    assert site.submissions() == 0 and site.stored_files() == []
+    watched.assert_clean()
+
+
+@pytest.mark.parametrize("path", ["/", "/thanks"])
+def test_axe_finds_no_violations(site: Site, open_page: Any, path: str) -> None:
+    """axe-core reports zero violations on the contact page and the thank-you page."""
+    watched = open_page()
+    watched.page.goto(f"{site.url}{path}")
+    assert axe_violations(watched.page) == []
+    watched.assert_clean()
+
+
+def test_thanks_page_says_what_happens_next(site: Site, open_page: Any) -> None:
+    """The visitor learns that a confirmation mail is coming and how the answer will come."""
+    watched = open_page()
+    watched.page.goto(f"{site.url}/thanks")
+    text = watched.page.locator("main").inner_text()
+    assert "What happens next" in text and "confirmation email" in text
+    watched.assert_clean()
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_screenshot_of_the_page(site: Site, open_page: Any, width: int) -> None:
+    """A full-page screenshot for a reviewer, in test-output/, without sideways scrolling."""
+    watched = open_page(width=width)
+    page = watched.page
+    page.goto(f"{site.url}/")
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / f"contact-{width}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    watched.assert_clean()
+
+
+def test_page_fits_320_pixels_with_errors_shown(site: Site, open_page: Any) -> None:
+    """The narrowest phone: errors and all, nothing sticks out sideways."""
+    watched = open_page(javascript=False, width=320)
+    page = watched.page
+    page.goto(f"{site.url}/")
+    fill_form(page, "Narrow", email="ada@example", message=" ")
+    with page.expect_navigation():
+        page.click("#submit-button")
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "contact-320-errors.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+    watched.assert_clean()
+
+
+def test_csp_violations_are_noticed(site: Site, open_page: Any) -> None:
+    """The watcher the other tests rely on does see an inline script the CSP blocks."""
+    watched = open_page()
+    watched.page.goto(f"{site.url}/")
+    watched.page.evaluate("""() => {
+      const script = document.createElement('script');
+      script.textContent = 'window.ran = true';
+      document.body.appendChild(script);
+    }""")
+    watched.page.wait_for_timeout(100)
+    assert watched.page.evaluate("window.ran") is None
+    assert watched.csp_violations
+
+
+def test_dev_mailbox_lists_and_shows_a_captured_mail(site: Site, open_page: Any) -> None:
+    """List (date, to, subject, attachments), text body, sandboxed HTML body, attachment link."""
+    watched = open_page()
+    page = watched.page
+    page.goto(f"{site.url}/")
+    subject = f"Mailbox {uuid.uuid4().hex[:6]}"
+    fill_form(page, subject, visitor_email(), message="First line\nSecond line")
+    attach(page, "notes.pdf", SMALL_PDF)
+    page.click("#submit-button")
+    page.wait_for_url(f"{site.url}/thanks")
+    captured = next(m for m in site.smtp.messages if m.message["Subject"] == f"[Contact] {subject}")
+    folder = Path(site.app.instance_path) / "devmail"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"20260101T000000-{uuid.uuid4().hex}.eml").write_bytes(captured.data)
+
+    page.goto(f"{site.url}/dev/mailbox")
+    row = page.locator("tr", has=page.get_by_role("link", name=f"[Contact] {subject}"))
+    cells = row.locator("td").all_inner_texts()
+    assert cells[1] == "Sales <sales@example.com>" and cells[3] == "1"
+    assert re.search(r"\d{4}", cells[0])
+    assert axe_violations(page) == []
+    row.get_by_role("link").click()
+
+    assert "First line\nSecond line" in page.locator("pre.mail-text").inner_text()
+    assert page.locator("iframe.mail-html").get_attribute("sandbox") == ""
+    frame = page.frame_locator("iframe.mail-html")
+    assert "Second line" in frame.locator("body").inner_text(timeout=5_000)
+    link = page.get_by_role("link", name="notes.pdf")
+    with page.expect_download() as download:
+        link.click()
+    assert Path(download.value.path()).read_bytes() == SMALL_PDF
+    assert axe_violations(page) == []
+    watched.assert_clean()
