@@ -30,6 +30,7 @@
   let rejectedFileMessage = null;
   let sending = false;
   let announcedStep = -1;
+  const buttonLabel = button.textContent;
 
   function humanSize(bytes) {
     if (bytes < 1024) {
@@ -177,6 +178,7 @@
   function setSending(active) {
     sending = active;
     button.disabled = active;
+    button.textContent = active ? 'Sending…' : buttonLabel;
   }
 
   // The bar moves with every event; the live status text only every 10 %, so a screen
