@@ -364,12 +364,56 @@ def test_oversize_or_wrong_type_file_is_refused_before_upload(
     watched.assert_clean()
 
 
-@pytest.mark.parametrize("path", ["/", "/thanks"])
+@pytest.mark.parametrize("path", ["/", "/thanks", "/no-such-page"])
 def test_axe_finds_no_violations(site: Site, open_page: Any, path: str) -> None:
-    """axe-core reports zero violations on the contact page and the thank-you page."""
+    """axe-core reports zero violations on the contact page, the thank-you and an error page."""
     watched = open_page()
     watched.page.goto(f"{site.url}{path}")
     assert axe_violations(watched.page) == []
+    watched.assert_clean()
+
+
+def test_form_attributes_match_the_server_rules(site: Site, open_page: Any) -> None:
+    """Labels for every control, required marked in words, limits as the server checks them."""
+    watched = open_page()
+    page = watched.page
+    page.goto(f"{site.url}/")
+    controls = page.locator("#contact-form :is(input, select, textarea):not([type=hidden])")
+    for control in controls.all():
+        labels = control.evaluate("c => Array.from(c.labels, l => l.textContent)")
+        assert labels, f"no label for #{control.get_attribute('id')}"
+        required = control.get_attribute("required") is not None
+        assert required == ("(required)" in labels[0]), labels[0]
+    required = page.locator("#contact-form [required]").evaluate_all("cs => cs.map(c => c.id)")
+    assert required == ["recipient", "email", "subject", "message"]
+    limits = {name: page.locator(f"#{name}").get_attribute("maxlength")
+              for name in ("name", "email", "subject", "message")}
+    assert limits == {"name": "100", "email": "254", "subject": "200", "message": "10000"}
+    allowed = site.app.config["CONTACT_ALLOWED_EXTENSIONS"]
+    accept = page.locator("#attachment").get_attribute("accept")
+    assert accept == ",".join(f".{ext}" for ext in allowed)
+    assert page.locator("#email").get_attribute("type") == "email"
+    watched.assert_clean()
+
+
+def test_keyboard_focus_is_visible(site: Site, open_page: Any) -> None:
+    """Tab shows the skip link first, then every control gets a visible outline."""
+    watched = open_page()
+    page = watched.page
+    page.goto(f"{site.url}/")
+    page.keyboard.press("Tab")
+    assert focused_id(page) == "" and page.locator(".skip-link").is_visible()
+    assert page.locator(".skip-link").bounding_box()["x"] >= 0
+    seen = []
+    for _ in range(8):
+        page.keyboard.press("Tab")
+        style = page.evaluate("""() => {
+          const s = getComputedStyle(document.activeElement);
+          return [document.activeElement.id, s.outlineStyle, parseFloat(s.outlineWidth)];
+        }""")
+        seen.append(style[0])
+        assert style[1] == "solid" and style[2] >= 2, style
+    assert seen[:6] == ["", "recipient", "name", "email", "subject", "message"]
     watched.assert_clean()
 
 
@@ -455,6 +499,10 @@ def test_dev_mailbox_lists_and_shows_a_captured_mail(site: Site, open_page: Any)
     assert Path(download.value.path()).read_bytes() == SMALL_PDF
     screenshot(page, "dev-message-1280")
     assert axe_violations(page) == []
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert axe_violations(page) == [], "at 375 px, where the tables scroll"
+    page.go_back()
+    assert axe_violations(page) == [], "at 375 px, where the tables scroll"
     watched.assert_clean()
 
 
