@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from flask_mail import BadHeaderError, email_dispatched
+from flask_mail import BadHeaderError
 from sqlalchemy import ForeignKey, String, Text, and_, func, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -266,16 +266,10 @@ def _send_one(connection: Any, row: OutboxMail) -> bool:
     except Exception as error:  # a poison row, e.g. its attachment gone from disk
         _conclude(row, FAILED, f"cannot compose: {describe(error)}", started)
         return True
-    accepted: list[str] = []
-
-    def on_dispatched(_app: Any, message: Any) -> None:
-        accepted.append(message.msgId)
-
     try:
-        with email_dispatched.connected_to(on_dispatched):
-            connection.send(message)
+        connection.send(message)
     except Exception as error:  # the delivery boundary: every failure is recorded
-        if row.message_id in accepted:  # 250 received; the break came after it
+        if message.dispatched:  # 250 received; the break came after it
             _conclude(row, SENT, None, started, f" (then {describe(error)})")
             return False
         _conclude(row, FAILED if is_permanent(error) else QUEUED, describe(error), started)

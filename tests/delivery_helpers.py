@@ -41,7 +41,8 @@ def database_url_for(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def queue_submissions(app: Flask, count: int = 1, thank_you: bool = False,
-                      attachment: bytes | None = None) -> list[int]:
+                      attachment: bytes | None = None,
+                      message: str = "Hello,\nabout the analytical engine.") -> list[int]:
     """Store `count` submissions and their mails in one commit; the outbox ids."""
     with app.app_context():
         recipient = app.config["CONTACT_RECIPIENTS"][0]
@@ -51,7 +52,7 @@ def queue_submissions(app: Flask, count: int = 1, thank_you: bool = False,
                 id=uuid.uuid4().hex, submission_key=uuid.uuid4().hex, recipient_slug=recipient.slug,
                 recipient_name=recipient.name, recipient_address=recipient.address,
                 name="Ada Lovelace", email="ada@example.com", subject=f"Engines {number}",
-                message="Hello,\nabout the analytical engine.", thank_you_sent=thank_you,
+                message=message, thank_you_sent=thank_you,
             )
             if attachment is not None:
                 _attach(app, submission, attachment)

@@ -1,0 +1,1 @@
+"""Benchmarks of the delivery path; run with `make bench`."""
