@@ -31,6 +31,7 @@
   let sending = false;
   let announcedStep = -1;
   const buttonLabel = button.textContent;
+  const pageTitle = document.title.replace(/^Error: /, '');
 
   function humanSize(bytes) {
     if (bytes < 1024) {
@@ -104,6 +105,7 @@
     });
     summaryList.textContent = '';
     summary.hidden = true;
+    document.title = pageTitle;
   }
 
   function addSummaryItem(message, fieldName) {
@@ -119,8 +121,10 @@
     summaryList.appendChild(item);
   }
 
+  // The title says so too, as the server's error page does: it is read first on a change.
   function showSummary() {
     summary.hidden = false;
+    document.title = `Error: ${pageTitle}`;
     summary.focus();
   }
 

@@ -246,10 +246,14 @@ def test_visitor_sends_a_5mb_file_and_sees_the_progress(site: Site, open_page: A
     fill_form(page, subject, visitor_email())
     attach(page, "scan.pdf", FIVE_MB_PDF)
     assert page.locator("#attachment-info").inner_text() == "Selected: scan.pdf (5.0 MB)"
-    page.click("#submit-button")
-    page.wait_for_function(
-        "() => document.getElementById('upload-progress').value >= 20", polling=50, timeout=30_000)
-    screenshot(page, "contact-1280-uploading")
+    with page.expect_response(lambda r: r.request.method == "POST", timeout=30_000) as answer:
+        page.click("#submit-button")
+        page.wait_for_function("() => document.getElementById('upload-progress').value >= 20",
+                               polling=50, timeout=30_000)
+        screenshot(page, "contact-1280-uploading")
+    assert answer.value.status == 202
+    assert answer.value.headers["content-type"] == "application/json"
+    assert answer.value.request.headers["accept"] == "application/json"
     page.wait_for_url(f"{site.url}/thanks", timeout=30_000)
 
     values = [state["value"] for state in progress]
@@ -276,6 +280,7 @@ def test_same_flow_without_javascript(site: Site, open_page: Any) -> None:
     with page.expect_navigation(url=f"{site.url}/thanks", timeout=30_000):
         page.click("#submit-button")
     assert page.locator("h1").inner_text() == "Thank you"
+    assert len(watched.posts) == 1
     assert attachment_of(received_mail(site.smtp, subject).message) == (
         "scan.pdf", "application/pdf", FIVE_MB_PDF)
     watched.assert_clean()
@@ -314,6 +319,7 @@ def test_errors_show_beside_their_fields_with_focus_on_the_summary(
     if javascript:
         assert page.locator("#submit-button").is_enabled()
         assert page.locator("#submit-button").inner_text() == "Send message"
+        assert page.title() == "Error: Contact"
         assert page.locator("#upload-progress").is_hidden()
         page.locator("#error-summary-list a").first.click()
         assert focused_id(page) == "email"
