@@ -1,0 +1,110 @@
+"""DELIVERY_BACKEND=celery: a real `celery worker` on the real Redis delivers the outbox."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import post_form, skip_or_fail
+from delivery_helpers import (
+    PROJECT_ROOT,
+    database_params,
+    database_url_for,
+    queue_submissions,
+    row,
+    statuses,
+    stop_process,
+    wait_until,
+    worker_env,
+)
+from kombu.exceptions import OperationalError
+
+from contact_site import celery_app as backend
+
+# A database of its own on the shared Redis, so these tasks meet only these workers.
+BROKER_URL = "redis://127.0.0.1:6379/11"
+CELERY = str(Path(sys.executable).with_name("celery"))
+
+
+@pytest.fixture(scope="module")
+def redis_broker() -> str:
+    """The broker URL, or a skip (a failure under CI=true) when Redis is absent."""
+    import redis
+
+    client = redis.Redis.from_url(BROKER_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as error:
+        skip_or_fail(f"Redis unreachable at {BROKER_URL}: {error}")
+    finally:
+        client.close()
+    return BROKER_URL
+
+
+@pytest.fixture(params=database_params())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test runs once on SQLite and once on PostgreSQL."""
+    return database_url_for(request, tmp_path)
+
+
+@pytest.fixture
+def app(database_url, redis_broker, make_app):
+    """The web side with the Celery backend: requests only queue tasks."""
+    return make_app(DATABASE_URL=database_url, DELIVERY_BACKEND="celery",
+                    CELERY_BROKER_URL=redis_broker)
+
+
+@pytest.fixture
+def celery_worker(app, tmp_path):
+    """`celery -A contact_site.celery_app worker` as a subprocess, stopped by its PID."""
+    log = tmp_path / "celery.log"
+    env = worker_env(app, DELIVERY_BACKEND="celery", CELERY_BROKER_URL=BROKER_URL)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [CELERY, "-A", "contact_site.celery_app", "worker", "--concurrency", "1",
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    yield process
+    assert stop_process(process, timeout=20) is not None
+    assert "contact_site.deliver_due" in log.read_text(), "the worker ran no task"
+
+
+def test_the_backend_is_the_celery_waker(app):
+    assert isinstance(app.extensions["contact_delivery"], backend.CeleryWaker)
+    settings = backend.celery_app.conf
+    assert settings.task_acks_late and settings.task_reject_on_worker_lost
+    assert settings.broker_transport_options["visibility_timeout"] > backend.TASK_BUDGET_SECONDS
+
+
+@pytest.mark.timeout(90)
+def test_worker_delivers_a_submission(app, celery_worker, smtp_server):
+    """A POST queues a task; the worker process sends both mails."""
+    response = post_form(app.test_client())
+    assert response.status_code == 303
+    smtp_server.wait_for(2, timeout=60)
+    wait_until(lambda: statuses(app)["sent"] == 2, 15, "both mails recorded as sent")
+
+
+@pytest.mark.timeout(90)
+def test_worker_retries_a_greylisted_mail_and_picks_up_waiting_ones(
+        app, smtp_server, celery_worker):
+    """Mails queued before the worker starts, and a 451'd retry, are found by its sweep."""
+    smtp_server.mode, smtp_server.fail_times = "451", 1
+    first, second = queue_submissions(app, count=2)
+    smtp_server.wait_for(2, timeout=60)
+    wait_until(lambda: statuses(app)["sent"] == 2, 15, "both mails recorded as sent")
+    assert {row(app, first).attempts, row(app, second).attempts} == {1, 2}
+
+
+def test_wake_without_a_broker_leaves_the_mails_queued(make_app, monkeypatch, caplog):
+    """With Redis gone the request still succeeds; the mails wait in the database."""
+    def broker_down(*_args, **_kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(backend.deliver_due, "apply_async", broker_down)
+    app = make_app(DELIVERY_BACKEND="celery")
+    assert post_form(app.test_client()).status_code == 303
+    assert statuses(app)["queued"] == 2
+    assert "could not queue deliver_due" in caplog.text
