@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import current_app
 from flask_mail import BadHeaderError
-from sqlalchemy import ForeignKey, String, Text, and_, func, or_, select, update
+from sqlalchemy import ForeignKey, String, Text, and_, case, func, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from . import mail as mails
@@ -306,10 +306,15 @@ def requeue(ids: list[int] | None = None) -> int:
     query = update(OutboxMail).where(OutboxMail.status == FAILED)
     if ids:
         query = query.where(OutboxMail.id.in_(ids))
-    now = utcnow()
+    now, hours = utcnow(), current_app.config["DELIVERY_GIVE_UP_HOURS"]
+    give_up = case(
+        (OutboxMail.kind == "thank_you",
+         now + timedelta(hours=min(hours, THANK_YOU_GIVE_UP_HOURS))),
+        else_=now + timedelta(hours=hours),
+    )
     result = db.session.execute(query.values(
         status=QUEUED, next_attempt_at=now, claim_token=None, claimed_until=None,
-        expires_at=now + timedelta(hours=current_app.config["DELIVERY_GIVE_UP_HOURS"]),
+        expires_at=give_up,
     ).execution_options(synchronize_session=False))
     db.session.commit()
     return result.rowcount

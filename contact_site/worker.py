@@ -20,6 +20,7 @@ def run_delivery_loop(app: Flask, stop: threading.Event, wake: threading.Event |
     wake = wake or threading.Event()
     poll = app.config["DELIVERY_POLL_SECONDS"]
     while not stop.is_set():
+        wake.clear()  # before delivering: a wake-up during this pass earns another pass
         try:
             with app.app_context():
                 claimed = outbox.deliver_due(should_stop=stop.is_set)
@@ -32,7 +33,6 @@ def run_delivery_loop(app: Flask, stop: threading.Event, wake: threading.Event |
             if stop.is_set():
                 break
             wake.wait(poll)
-            wake.clear()
 
 
 class DeliveryThread:

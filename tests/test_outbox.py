@@ -303,6 +303,18 @@ def test_requeue_puts_failed_mails_back_with_a_fresh_give_up_time(app, smtp_serv
     assert (row(app, mail_id).status, row(app, mail_id).attempts) == ("sent", 2)
 
 
+def test_requeue_gives_thank_you_mails_their_shorter_give_up_time(app, smtp_server):
+    smtp_server.mode = "550"
+    recipient_id, thank_you_id = queue_submissions(app, thank_you=True)
+    deliver_now(app)
+    with app.app_context():
+        assert outbox.requeue() == 2
+    now = utcnow()
+    owner, visitor = row(app, recipient_id), row(app, thank_you_id)
+    assert timedelta(hours=119) < owner.expires_at - now <= timedelta(hours=120)
+    assert timedelta(hours=23) < visitor.expires_at - now <= timedelta(hours=24)
+
+
 def test_released_mails_return_to_the_queue_without_an_attempt(app, smtp_server):
     """A worker told to stop gives back what it has not started."""
     queue_submissions(app, count=3)
