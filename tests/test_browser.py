@@ -135,6 +135,15 @@ def small_limit_site(tmp_path: Path, mail_server: SMTPTestServer, browser: Any) 
 
 
 @pytest.fixture
+def single_recipient_site(tmp_path: Path, mail_server: SMTPTestServer,
+                          browser: Any) -> Iterator[Site]:
+    """The app with one recipient, where the form asks no one to choose."""
+    built, live = serve(tmp_path, mail_server, CONTACT_RECIPIENTS="Owner <owner@example.com>")
+    yield built
+    live.stop()
+
+
+@pytest.fixture
 def open_page(browser: Any) -> Iterator[Callable[..., WatchedPage]]:
     """Open watched pages in fresh contexts (JavaScript on unless told); close them after."""
     contexts: list[Any] = []
@@ -367,6 +376,33 @@ def test_oversize_or_wrong_type_file_is_refused_before_upload(
     page.wait_for_timeout(300)
     assert watched.posts == []
     assert site.submissions() == 0 and site.stored_files() == []
+    watched.assert_clean()
+
+
+def test_file_refused_by_the_server_shows_beside_the_field(
+        single_recipient_site: Site, open_page: Any) -> None:
+    """One recipient: no choice asked; a .pdf that is not a PDF gets the server's words in place."""
+    site = single_recipient_site
+    watched = open_page()
+    page = watched.page
+    page.goto(f"{site.url}/")
+    assert page.locator("#recipient").count() == 0
+    page.fill("#email", visitor_email())
+    page.fill("#subject", "Fake")
+    page.fill("#message", "See the file.")
+    attach(page, "fake.pdf", b"just text, not a PDF")
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.click("#submit-button")
+    assert answer.value.status == 422
+    page.locator("#error-summary").wait_for(state="visible")
+    assert_field_error(page, "attachment", "The file's content is not a .pdf file.")
+    assert site.submissions() == 0
+    assert axe_violations(page) == []
+
+    page.set_input_files("#attachment", files=[])
+    with page.expect_navigation(url=f"{site.url}/thanks"):
+        page.click("#submit-button")
+    assert site.submissions() == 1
     watched.assert_clean()
 
 
