@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from delivery_helpers import (
     database_url_for,
     queue_submissions,
     row,
+    rows,
     statuses,
     stop_process,
     wait_until,
@@ -60,7 +64,8 @@ def app(database_url, redis_broker, make_app):
 def celery_worker(app, tmp_path):
     """`celery -A contact_site.celery_app worker` as a subprocess, stopped by its PID."""
     log = tmp_path / "celery.log"
-    env = worker_env(app, DELIVERY_BACKEND="celery", CELERY_BROKER_URL=BROKER_URL)
+    env = worker_env(app, DELIVERY_BACKEND="celery", CELERY_BROKER_URL=BROKER_URL,
+                     DELIVERY_CLAIM_SECONDS=5)
     with log.open("ab") as out:
         process = subprocess.Popen(
             [CELERY, "-A", "contact_site.celery_app", "worker", "--concurrency", "1",
@@ -108,3 +113,25 @@ def test_wake_without_a_broker_leaves_the_mails_queued(make_app, monkeypatch, ca
     assert post_form(app.test_client()).status_code == 303
     assert statuses(app)["queued"] == 2
     assert "could not queue deliver_due" in caplog.text
+
+
+def pool_children(process: subprocess.Popen[bytes]) -> list[int]:
+    """The PIDs of a worker's pool processes (its children)."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
+    return [int(pid) for pid in children.split()]
+
+
+@pytest.mark.timeout(90)
+def test_pool_process_killed_mid_send_loses_nothing(app, smtp_server, celery_worker):
+    """SIGKILL of the process running the task: every mail still arrives, once per
+    Message-ID except perhaps the one in flight."""
+    smtp_server.mode, smtp_server.delay = "delay", 1.0
+    queue_submissions(app, count=3)
+    wait_until(lambda: len(pool_children(celery_worker)) == 1, 30, "the worker's pool process")
+    wait_until(lambda: smtp_server.data_commands >= 1, 30, "the first mail's DATA")
+    os.kill(pool_children(celery_worker)[0], signal.SIGKILL)
+    smtp_server.mode = "accept"
+    wait_until(lambda: statuses(app)["sent"] == 3, 40, "every mail sent after the kill")
+    copies = Counter(mail.message["Message-ID"] for mail in smtp_server.messages)
+    assert set(copies) == {r.message_id for r in rows(app)}
+    assert sum(copies.values()) <= 4
