@@ -110,7 +110,8 @@ class CRLFMessage(Message):
         finally:
             self.attachments.pop()
         head, found, tail = whole.partition(base64.encodebytes(stand_in).replace(b"\n", b"\r\n"))
-        assert found, "the stand-in for the attachment must appear in the mail"
+        if not found:
+            raise RuntimeError("the attachment's stand-in is missing from the serialised mail")
         return StreamedMail(head, path, tail)
 
     def as_bytes(self) -> bytes:
