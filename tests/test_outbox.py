@@ -54,8 +54,11 @@ def test_accepted_mail_is_sent_with_its_fixed_message_id(app, smtp_server):
     assert b"\r\n" in smtp_server.messages[0].data and b"\n\n" not in smtp_server.messages[0].data
 
 
-def test_greylisted_451_then_accepted_records_every_attempt(app, smtp_server, caplog):
+def test_greylisted_451_then_accepted_records_every_attempt(
+        make_app, database_url, smtp_server, caplog):
     """451 twice, then 250: delivered on the third attempt, same Message-ID throughout."""
+    app = make_app(DATABASE_URL=database_url, DELIVERY_THREAD_AUTOSTART=False,
+                   DELIVERY_RETRY_BASE_SECONDS=60, DELIVERY_RETRY_MAX_SECONDS=3600)
     smtp_server.mode, smtp_server.fail_times = "451", 2
     (mail_id,) = queue_submissions(app)
     caplog.set_level(logging.INFO, logger="contact_site.delivery")
@@ -63,7 +66,8 @@ def test_greylisted_451_then_accepted_records_every_attempt(app, smtp_server, ca
     first = row(app, mail_id)
     assert (first.status, first.attempts) == ("queued", 1)
     assert first.last_error == "451 4.3.0 Try again later"
-    assert first.next_attempt_at > utcnow()
+    backoff = first.next_attempt_at - utcnow()
+    assert timedelta(seconds=40) < backoff <= timedelta(seconds=60)
     assert deliver_now(app) == 0, "not due again before its backoff"
     for _ in range(2):
         make_due(app)
