@@ -181,8 +181,10 @@ def _derive(app: Flask, explicit: set[str]) -> None:
     config["UPLOAD_FOLDER"] = str(upload.resolve())
     config["CONTACT_MAX_UPLOAD_BYTES"] = config["CONTACT_MAX_UPLOAD_MB"] * MIB
     config["MAX_CONTENT_LENGTH"] = config["CONTACT_MAX_UPLOAD_BYTES"] + FORM_FIELDS_ROOM
-    config.setdefault("MAX_FORM_MEMORY_SIZE", 64 * 1024)
-    config.setdefault("MAX_FORM_PARTS", 50)
+    # Flask's own defaults (500 kB, 1,000 parts) are far above what this form needs.
+    for name, value in (("MAX_FORM_MEMORY_SIZE", 64 * 1024), ("MAX_FORM_PARTS", 50)):
+        if name not in explicit:
+            config[name] = value
     config["MAIL_SUPPRESS_SEND"] = False  # Flask-Mail suppresses under TESTING otherwise
     if config["MAIL_USE_TLS"] and config["MAIL_USE_SSL"]:
         raise ConfigError("MAIL_USE_SSL", "cannot be true together with MAIL_USE_TLS")

@@ -8,9 +8,10 @@ import unicodedata
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from flask import current_app
+from flask import current_app, request
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
+from werkzeug.datastructures import CombinedMultiDict, MultiDict
 from wtforms import EmailField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
@@ -27,7 +28,8 @@ NON_ASCII_LOCAL_PART = ("Enter an address whose part before the @ uses only the 
 
 
 def _strip(value: Any) -> Any:
-    return value.strip() if isinstance(value, str) else value
+    # Spaces only: a line break at either end is refused below, not quietly removed.
+    return value.strip(" ") if isinstance(value, str) else value
 
 
 def single_line(_form: Any, field: Any) -> None:
@@ -48,8 +50,26 @@ def new_submission_key() -> str:
     return secrets.token_urlsafe(24)
 
 
+def posted_fields() -> CombinedMultiDict:
+    """The text parts of the posted form, and files from the `attachment` part only."""
+    files = MultiDict([("attachment", file) for file in request.files.getlist("attachment")])
+    return CombinedMultiDict([files, request.form])
+
+
 class ContactForm(FlaskForm):
     """What a visitor may send; each rule answers with words a person understands."""
+
+    class Meta(FlaskForm.Meta):
+        """Fields read from form-encoded bodies only.
+
+        Flask-WTF would also read a JSON body, and a file part posted under any
+        field's name: numbers, objects and files where text belongs crash validators.
+        """
+
+        def wrap_formdata(self, form: Any, formdata: Any) -> Any:
+            """The request's text parts and attachment, unless data was given explicitly."""
+            wrapped = super().wrap_formdata(form, formdata)
+            return wrapped if wrapped is None or wrapped is formdata else posted_fields()
 
     recipient = SelectField("To", validate_choice=False)
     name = StringField("Your name", filters=[_strip], validators=[
