@@ -165,10 +165,17 @@ class TimeoutConnection(Connection):
         state, timeout = self.mail, current_app.config["MAIL_TIMEOUT"]
         smtp_class = StreamingSMTPSSL if state.use_ssl else StreamingSMTP
         host = smtp_class(state.server, state.port, timeout=timeout)
-        if state.use_tls:
-            host.starttls()
-        if state.username and state.password:
-            host.login(state.username, state.password)
+        try:
+            # Greet now: a refused EHLO is the server's state, to be retried, not
+            # a reply to whichever mail happens to be first in the batch.
+            host.ehlo_or_helo_if_needed()
+            if state.use_tls:
+                host.starttls()
+            if state.username and state.password:
+                host.login(state.username, state.password)
+        except BaseException:
+            host.close()
+            raise
         return host
 
     def send(self, message: Message, envelope_from: str | None = None) -> None:

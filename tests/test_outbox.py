@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import smtplib
 from datetime import timedelta
 from pathlib import Path
 
@@ -105,6 +106,17 @@ def test_421_is_transient_and_the_next_mail_gets_a_new_connection(app, smtp_serv
     assert row(app, first).last_error == "421 4.3.0 Service shutting down"
     assert row(app, second).status == "sent"
     assert smtp_server.connections == 2
+
+
+def test_refused_greeting_is_transient_for_the_whole_batch(app, smtp_server, monkeypatch):
+    """A 5xx to EHLO and HELO concerns the server, not the mails: they are retried."""
+    def refuse(_self):
+        raise smtplib.SMTPHeloError(554, b"5.7.1 not now")
+
+    monkeypatch.setattr(smtplib.SMTP, "ehlo_or_helo_if_needed", refuse)
+    queue_submissions(app, count=2)
+    deliver_now(app)
+    assert [(r.status, r.last_error) for r in rows(app)] == [("queued", "554 5.7.1 not now")] * 2
 
 
 def test_connection_dropped_mid_data_then_recovery_delivers_once(app, smtp_server):
