@@ -267,6 +267,43 @@ def test_a_worker_whose_claim_was_taken_over_cannot_record(app):
     assert row(app, mail_id).claim_token == fresh.claim_token
 
 
+def shorten_lease(app, claimed, until) -> None:
+    """Make a claim end at `until`, in the database and in the worker's snapshots."""
+    with app.app_context():
+        db.session.execute(update(OutboxMail).where(OutboxMail.id.in_([r.id for r in claimed]))
+                           .values(claimed_until=until))
+        db.session.commit()
+    for claimed_row in claimed:
+        claimed_row.claimed_until = until
+
+
+def test_a_long_batch_renews_its_lease_before_it_runs_out(app, smtp_server):
+    first_id, second_id = queue_submissions(app, count=2)
+    seen = []
+
+    def look_at_the_second_claim(_app, message):
+        seen.append(db.session.get(OutboxMail, second_id, populate_existing=True).claimed_until)
+
+    with app.app_context():
+        claimed = outbox.claim_due_mails()
+        shorten_lease(app, claimed, utcnow() + timedelta(seconds=30))
+        with email_dispatched.connected_to(look_at_the_second_claim):
+            outbox.deliver_batch(claimed)
+    assert seen[0] > utcnow() + timedelta(seconds=800), "renewed for a full lease"
+    assert [r.status for r in rows(app)] == ["sent", "sent"]
+
+
+def test_a_batch_whose_lease_lapsed_sends_nothing_the_new_holder_owns(app, smtp_server):
+    queue_submissions(app, count=2)
+    with app.app_context():
+        stale = outbox.claim_due_mails()
+        shorten_lease(app, stale, utcnow() - timedelta(seconds=1))
+        fresh = outbox.claim_due_mails()
+        outbox.deliver_batch(stale)
+    assert smtp_server.messages == []
+    assert {r.claim_token for r in rows(app)} == {fresh[0].claim_token}
+
+
 def test_queued_and_abandoned_mails_are_picked_up_when_a_process_starts(
         make_app, database_url, smtp_server):
     idle = make_app(DATABASE_URL=database_url, DELIVERY_THREAD_AUTOSTART=False)
