@@ -181,17 +181,16 @@ def _derive(app: Flask, explicit: set[str]) -> None:
     config["UPLOAD_FOLDER"] = str(upload.resolve())
     config["CONTACT_MAX_UPLOAD_BYTES"] = config["CONTACT_MAX_UPLOAD_MB"] * MIB
     config["MAX_CONTENT_LENGTH"] = config["CONTACT_MAX_UPLOAD_BYTES"] + FORM_FIELDS_ROOM
-    # Flask's own defaults (500 kB, 1,000 parts) are far above what this form needs.
-    for name, value in (("MAX_FORM_MEMORY_SIZE", 64 * 1024), ("MAX_FORM_PARTS", 50)):
-        if name not in explicit:
-            config[name] = value
+    # Flask's own defaults (500 kB and 1,000 form parts, no SameSite) are not safe enough
+    # here; Flask has set them already, so setdefault would leave them as they are.
+    safer = {"MAX_FORM_MEMORY_SIZE": 64 * 1024, "MAX_FORM_PARTS": 50,
+             "SESSION_COOKIE_HTTPONLY": True, "SESSION_COOKIE_SAMESITE": "Lax"}
+    config.update({name: value for name, value in safer.items() if name not in explicit})
     config["MAIL_SUPPRESS_SEND"] = False  # Flask-Mail suppresses under TESTING otherwise
     if config["MAIL_USE_TLS"] and config["MAIL_USE_SSL"]:
         raise ConfigError("MAIL_USE_SSL", "cannot be true together with MAIL_USE_TLS")
     if config["DEV_MAILBOX"] and "MAIL_SERVER" not in explicit:
         config["MAIL_SERVER"], config["MAIL_PORT"] = "127.0.0.1", config["DEV_MAILBOX_PORT"]
-    config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
 
 
 def is_placeholder_key(key: str) -> bool:
