@@ -21,16 +21,20 @@ outbox_cli = AppGroup("outbox", help="Watch and drive the mail outbox.")
 
 @outbox_cli.command("status")
 def status_command() -> None:
-    """Counts by status, the oldest queued mail's age, and the failed mails."""
+    """Counts by status, the oldest queued mail's age, stale claims and the failed mails."""
     for status, count in outbox.status_counts().items():
         click.echo(f"{status:8} {count}")
-    mails = outbox.OutboxMail
+    mails, now = outbox.OutboxMail, utcnow()
     oldest = db.session.scalar(
         select(func.min(mails.created_at)).where(mails.status == outbox.QUEUED))
     if oldest is not None:
-        click.echo(f"oldest queued: {int((utcnow() - oldest).total_seconds())} s ago")
-    failed = db.session.scalars(select(outbox.OutboxMail).where(
-        outbox.OutboxMail.status == outbox.FAILED).order_by(outbox.OutboxMail.id))
+        click.echo(f"oldest queued: {int((now - oldest).total_seconds())} s ago")
+    stale = db.session.scalar(select(func.count()).select_from(mails).where(
+        mails.status == outbox.SENDING, mails.claimed_until < now))
+    if stale:
+        click.echo(f"stale claims: {stale} (their worker stopped; another will take them over)")
+    failed = db.session.scalars(
+        select(mails).where(mails.status == outbox.FAILED).order_by(mails.id))
     for row in failed:
         click.echo(f"failed {row.id} {row.kind} to {row.to_address} after {row.attempts} "
                    f"attempt(s): {row.last_error}")

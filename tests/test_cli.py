@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,10 @@ from delivery_helpers import (
     statuses,
     worker_env,
 )
+from sqlalchemy import update
+
+from contact_site.db import db, utcnow
+from contact_site.outbox import OutboxMail
 
 
 @pytest.fixture(params=database_params())
@@ -51,6 +56,17 @@ def test_status_prints_counts_oldest_age_and_failures_with_their_reply(app, smtp
     assert lines[4].startswith("oldest queued: ")
     assert lines[5] == (f"failed {refused} recipient to sales@example.com after 1 attempt(s): "
                         "550 5.7.1 Rejected by policy")
+
+
+def test_status_names_claims_left_by_a_stopped_worker(app):
+    queue_submissions(app, count=2)
+    with app.app_context():
+        db.session.execute(update(OutboxMail).values(
+            status="sending", claim_token="gone", claimed_until=utcnow() - timedelta(seconds=5)))
+        db.session.commit()
+    result = flask(app, "outbox", "status")
+    assert "sending  2" in result.stdout
+    assert "stale claims: 2 (their worker stopped; another will take them over)" in result.stdout
 
 
 def test_retry_failed_requeues_and_work_once_delivers(app, smtp_server):
