@@ -80,16 +80,17 @@ def claim_due_mails(limit: int | None = None) -> list[OutboxMail]:
     """Atomically take up to `limit` due mails for this worker, with a lease."""
     config = current_app.config
     now, token = utcnow(), uuid.uuid4().hex
-    # The candidates are picked once, in a MATERIALIZED CTE: PostgreSQL would
-    # otherwise re-run an `IN (SELECT … LIMIT n)` per row and claim more than n.
-    # SKIP LOCKED keeps PostgreSQL workers from queueing behind each other's rows;
-    # SQLite runs the whole statement under its single writer lock. The outer
-    # WHERE re-checks due-ness against rows another worker took meanwhile.
+    # The candidates are picked once: PostgreSQL needs the CTE MATERIALIZED, or it
+    # may re-run an `IN (SELECT … LIMIT n)` per row and claim more than n (SQLite
+    # runs it once, and the whole statement under its single writer lock; its
+    # MATERIALIZED keyword would need SQLite 3.35). SKIP LOCKED keeps PostgreSQL
+    # workers from queueing behind each other's rows. The outer WHERE re-checks
+    # due-ness against rows another worker took meanwhile.
     picked = (
         select(OutboxMail.id).where(_due(now))
         .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
         .limit(limit or config["DELIVERY_BATCH_SIZE"]).with_for_update(skip_locked=True)
-        .cte("picked").prefix_with("MATERIALIZED")
+        .cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
     )
     db.session.execute(
         update(OutboxMail).where(OutboxMail.id.in_(select(picked.c.id)), _due(now)).values(
