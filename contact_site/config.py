@@ -183,7 +183,8 @@ def _derive(app: Flask, explicit: set[str]) -> None:
     config["MAX_CONTENT_LENGTH"] = config["CONTACT_MAX_UPLOAD_BYTES"] + FORM_FIELDS_ROOM
     # Flask's own defaults (500 kB and 1,000 form parts, no SameSite) are not safe enough
     # here; Flask has set them already, so setdefault would leave them as they are.
-    safer = {"MAX_FORM_MEMORY_SIZE": 64 * 1024, "MAX_FORM_PARTS": 50,
+    # 128 KiB holds the longest message even percent-encoded (10,000 CJK characters).
+    safer = {"MAX_FORM_MEMORY_SIZE": 128 * 1024, "MAX_FORM_PARTS": 50,
              "SESSION_COOKIE_HTTPONLY": True, "SESSION_COOKIE_SAMESITE": "Lax"}
     config.update({name: value for name, value in safer.items() if name not in explicit})
     config["MAIL_SUPPRESS_SEND"] = False  # Flask-Mail suppresses under TESTING otherwise

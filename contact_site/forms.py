@@ -32,6 +32,11 @@ def _strip(value: Any) -> Any:
     return value.strip(" ") if isinstance(value, str) else value
 
 
+def _newlines(value: Any) -> Any:
+    # Browsers send CRLF yet count it as one character against maxlength; so do we.
+    return value.replace("\r\n", "\n") if isinstance(value, str) else value
+
+
 def single_line(_form: Any, field: Any) -> None:
     """Refuse line breaks and control characters: they could forge mail headers."""
     value = field.data or ""
@@ -80,7 +85,7 @@ class ContactForm(FlaskForm):
     subject = StringField("Subject", filters=[_strip], validators=[
         DataRequired("Enter a subject."),
         Length(max=200, message="Use at most 200 characters."), single_line])
-    message = TextAreaField("Message", validators=[
+    message = TextAreaField("Message", filters=[_newlines], validators=[
         DataRequired("Enter your message."),
         Length(max=10000, message="Use at most 10,000 characters."), no_control_characters])
     attachment = FileField("Attachment")

@@ -27,7 +27,8 @@ def add_security_headers(response: Response) -> Response:
     # HTTPS, which Flask-WTF's strict referrer check needs (no-referrer breaks it).
     headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        # No includeSubDomains: the site's other hosts are not ours to force onto HTTPS.
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
 
 

@@ -339,3 +339,12 @@ def test_refused_upload_leaves_no_temporary_or_stored_file(make_app, tmp_path, m
     assert list(spool.iterdir()) == []
     uploads = tmp_path / "uploads"
     assert not uploads.exists() or not any(uploads.rglob("*"))
+
+
+@pytest.mark.parametrize("encoding", ["multipart/form-data", "application/x-www-form-urlencoded"])
+def test_longest_message_fits_the_form_limits_in_either_encoding(app, client, encoding):
+    """10,000 three-byte characters with CRLF line ends, percent-encoded or not: no 413."""
+    message = ("語" * 99 + "\r\n") * 100
+    response = client.post("/", data={**VALID, **form_tokens(client), "message": message},
+                           content_type=encoding, headers={"Accept": "application/json"})
+    assert response.status_code == 202
