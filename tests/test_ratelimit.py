@@ -205,3 +205,11 @@ def test_thank_you_cap_follows_the_setting(make_app, smtp_server):
     deliver_everything(app)
     received = Counter(mail.rcpt_tos[0] for mail in smtp_server.messages)
     assert received == {"sales@example.com": 2, "ada@example.com": 1}
+
+
+def test_unreachable_limit_store_lets_messages_through(make_app, caplog):
+    """Fail open: a broken Redis must not cost the owner messages; the failure is logged."""
+    client = make_app(CONTACT_RATE_LIMIT="1 per minute",
+                      RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0").test_client()
+    assert [post_form(client).status_code for _ in range(2)] == [303, 303]
+    assert "Failed to rate limit" in caplog.text
