@@ -79,6 +79,34 @@ def test_worker_killed_mid_send_loses_nothing(app, smtp_server, workers):
     assert copies[in_flight] <= 2
 
 
+@pytest.mark.timeout(90)
+def test_worker_killed_after_the_server_accepted_resends_under_the_same_message_id(
+        app, smtp_server, workers, monkeypatch):
+    """The worst moment: the server took the mail, the worker died before hearing 250.
+    That one mail arrives twice, both copies with its one Message-ID; no other does."""
+    queue_submissions(app, count=5)
+    victim = []
+    record = smtp_server._record
+
+    def record_then_kill(envelope):
+        record(envelope)
+        if len(smtp_server.messages) == 3 and victim:
+            os.kill(victim.pop().pid, signal.SIGKILL)  # before the 250 is written
+
+    monkeypatch.setattr(smtp_server, "_record", record_then_kill)
+    first, _log = workers(DELIVERY_CLAIM_SECONDS=5)
+    victim.append(first)
+    first.wait(30)
+    in_flight = smtp_server.messages[2].message["Message-ID"]
+    assert next(r for r in rows(app) if r.message_id == in_flight).status == "sending"
+
+    workers(DELIVERY_CLAIM_SECONDS=5)
+    wait_until(lambda: statuses(app)["sent"] == 5, 40, "every mail sent after the restart")
+    copies = received_ids(smtp_server)
+    assert set(copies) == {r.message_id for r in rows(app)}
+    assert {mid: n for mid, n in copies.items() if n > 1} == {in_flight: 2}
+
+
 @pytest.mark.timeout(60)
 def test_sigterm_finishes_the_mail_in_hand_and_releases_the_rest(app, smtp_server, workers):
     """`outbox work` stops cleanly: the mail being sent completes, the others go back."""
