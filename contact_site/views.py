@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import outbox, uploads
 from .db import db
-from .forms import ContactForm, new_submission_key
+from .forms import KEY_PATTERN, ContactForm, new_submission_key
 from .limiter import limit_posts
 from .submissions import ContactData, Submission, store_submission
 
@@ -90,11 +90,12 @@ def contact_data(form: ContactForm) -> ContactData:
 def spam_data(form: ContactForm) -> ContactData:
     """What a bot posted, cut to fit, kept for the record and never mailed."""
     def cut(value: Any, size: int) -> str:
-        return str(value or "")[:size]
+        # PostgreSQL cannot store NUL in text: keep a visible stand-in.
+        return str(value or "")[:size].replace("\x00", "\ufffd")
 
     key = form.submission_key.data
     return ContactData(
-        submission_key=key if key and len(key) <= 64 else new_submission_key(),
+        submission_key=key if key and KEY_PATTERN.fullmatch(key) else new_submission_key(),
         recipient=form.recipients[0], name=cut(form.name.data, 100),
         email=cut(form.email.data, 320), subject=cut(form.subject.data, 200),
         message=cut(form.message.data, 10000), upload=None, is_spam=True,

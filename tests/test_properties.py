@@ -13,6 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import VALID, form_tokens
 from email_validator import validate_email
 from hypothesis import HealthCheck, event, given, settings
@@ -101,12 +102,17 @@ def check_delivery(app: Any, smtp_server: Any, fields: dict[str, Any], status: i
         assert mail.message.get_all("Bcc") is None and mail.message.get_all("Cc") is None
 
 
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql",
+                                                              marks=pytest.mark.postgres)])
 @PROPERTY_SETTINGS
 @given(recipient=recipients, name=names, email=emails, subject=subjects, message=messages,
        website=honeypots, extra=extras)
 def test_any_fields_answer_without_5xx_and_mail_only_the_allowed(
-        make_app, smtp_server, recipient, name, email, subject, message, website, extra):
-    app, client = app_and_client(make_app)
+        request, make_app, smtp_server, database, recipient, name, email, subject, message,
+        website, extra):
+    on_postgresql = {"DATABASE_URL": request.getfixturevalue("postgres_url")} if (
+        database == "postgresql") else {}
+    app, client = app_and_client(make_app, **on_postgresql)
     fields = {**extra, "recipient": recipient, "name": name, "email": email,
               "subject": subject, "message": message, "website": website}
     smtp_server.clear()
@@ -144,11 +150,11 @@ def test_any_upload_is_refused_or_kept_only_under_a_generated_name(
     check_delivery(app, smtp_server, fields, 303 if response.status_code == 202 else 422)
 
 
-def app_and_client(make_app: Any) -> tuple[Any, Any]:
+def app_and_client(make_app: Any, **config: Any) -> tuple[Any, Any]:
     """One app per test (Hypothesis runs many examples in it), with its form tokens."""
     app = getattr(make_app, "built", None)
     if app is None:
-        app = make_app.built = make_app(DELIVERY_THREAD_AUTOSTART=False)
+        app = make_app.built = make_app(DELIVERY_THREAD_AUTOSTART=False, **config)
         app.test = app.test_client()
         app.tokens = {"csrf_token": form_tokens(app.test)["csrf_token"]}
         app.beside_uploads = files_beside_uploads(Path(app.config["UPLOAD_FOLDER"]).parent)
