@@ -180,6 +180,8 @@ ATTACKS: dict[str, Attack] = {
         f"Hi\r\n.\r\nMAIL FROM:<{VICTIM}>\r\nRCPT TO:<{VICTIM}>\r\nDATA\r\nSpam\r\n.\r\n")}),
     "message SMTP smuggling LF.LF": accepted(fields={"message": (
         f"Hi\n.\nMAIL FROM:<{VICTIM}>\nRCPT TO:<{VICTIM}>\nDATA\nSpam\n.\n")}),
+    "message SMTP smuggling bare CR": accepted(fields={"message": (
+        f"Hi\r.\rMAIL FROM:<{VICTIM}>\rRCPT TO:<{VICTIM}>\rDATA\rSpam\r.\r")}),
     "message starting with headers": accepted(fields={
         "message": f"Bcc: {VICTIM}\r\nContent-Type: text/html\r\n\r\n<b>hi</b>"}),
     "message NUL": Attack({"message": "Hi\x00there"}),
