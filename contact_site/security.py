@@ -20,9 +20,10 @@ CONTENT_SECURITY_POLICY = (
 def add_security_headers(response: Response) -> Response:
     """CSP without inline code, nosniff, a referrer policy CSRF's check can live with."""
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    if "Content-Security-Policy" not in headers:  # a view may set its own (dev mailbox frame)
+        headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors, for older browsers
     headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors, for older browsers
     # strict-origin-when-cross-origin still sends the origin to ourselves over
     # HTTPS, which Flask-WTF's strict referrer check needs (no-referrer breaks it).
     headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
