@@ -119,6 +119,25 @@ def postgres_url() -> Iterator[str]:
         engine.dispose()
 
 
+def database_params() -> list[Any]:
+    """The two databases the outbox tests run on."""
+    return ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=database_params())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using it runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'outbox.sqlite'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def manual_app(database_url: str, make_app: Callable[..., Flask]) -> Flask:
+    """An app on each database whose delivery is driven by hand: no background thread."""
+    return make_app(DATABASE_URL=database_url, DELIVERY_THREAD_AUTOSTART=False)
+
+
 def form_tokens(client: FlaskClient) -> dict[str, str]:
     """The csrf_token and submission_key of a freshly rendered form."""
     page = client.get("/").get_data(as_text=True)

@@ -28,18 +28,6 @@ FLASK = str(Path(sys.executable).with_name("flask"))
 SECRET = "test-secret-key-for-worker-processes"
 
 
-def database_params() -> list[Any]:
-    """The two databases every outbox test runs on."""
-    return ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-
-
-def database_url_for(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh SQLite file, or an isolated PostgreSQL schema, by the test's parameter."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'outbox.sqlite'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def queue_submissions(app: Flask, count: int = 1, thank_you: bool = False,
                       attachment: bytes | None = None,
                       message: str = "Hello,\nabout the analytical engine.") -> list[int]:

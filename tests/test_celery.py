@@ -13,8 +13,6 @@ import pytest
 from conftest import post_form, skip_or_fail
 from delivery_helpers import (
     PROJECT_ROOT,
-    database_params,
-    database_url_for,
     queue_submissions,
     row,
     rows,
@@ -45,12 +43,6 @@ def redis_broker() -> str:
     finally:
         client.close()
     return BROKER_URL
-
-
-@pytest.fixture(params=database_params())
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test runs once on SQLite and once on PostgreSQL."""
-    return database_url_for(request, tmp_path)
 
 
 @pytest.fixture

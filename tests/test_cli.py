@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import subprocess
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import database_params
 from delivery_helpers import (
     FLASK,
     PROJECT_ROOT,
-    database_params,
-    database_url_for,
     deliver_now,
     queue_submissions,
     row,
@@ -25,16 +23,10 @@ from contact_site.db import db, utcnow
 from contact_site.outbox import OutboxMail
 
 
-@pytest.fixture(params=database_params())
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test runs once on SQLite and once on PostgreSQL."""
-    return database_url_for(request, tmp_path)
-
-
 @pytest.fixture
-def app(database_url, make_app):
+def app(manual_app):
     """An app without a delivery thread: the commands under test do the work."""
-    return make_app(DATABASE_URL=database_url, DELIVERY_THREAD_AUTOSTART=False)
+    return manual_app
 
 
 def flask(app, *args: str, **settings: object) -> subprocess.CompletedProcess[str]:

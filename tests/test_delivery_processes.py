@@ -6,12 +6,9 @@ import os
 import signal
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from delivery_helpers import (
-    database_params,
-    database_url_for,
     flask_command,
     queue_submissions,
     rows,
@@ -22,16 +19,10 @@ from delivery_helpers import (
 )
 
 
-@pytest.fixture(params=database_params())
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test runs once on SQLite and once on PostgreSQL."""
-    return database_url_for(request, tmp_path)
-
-
 @pytest.fixture
-def app(database_url, make_app):
+def app(manual_app):
     """The test's own view of the database: it queues and inspects, never delivers."""
-    return make_app(DATABASE_URL=database_url, DELIVERY_THREAD_AUTOSTART=False)
+    return manual_app
 
 
 @pytest.fixture

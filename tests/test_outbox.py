@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 from conftest import post_form
 from delivery_helpers import (
-    database_params,
-    database_url_for,
     deliver_now,
     make_due,
     queue_submissions,
@@ -28,16 +26,10 @@ from contact_site.db import db, utcnow
 from contact_site.outbox import OutboxMail
 
 
-@pytest.fixture(params=database_params())
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test runs once on SQLite and once on PostgreSQL."""
-    return database_url_for(request, tmp_path)
-
-
 @pytest.fixture
-def app(database_url, make_app):
+def app(manual_app):
     """An app whose delivery is driven by hand: no background thread."""
-    return make_app(DATABASE_URL=database_url, DELIVERY_THREAD_AUTOSTART=False)
+    return manual_app
 
 
 def message_ids(smtp_server) -> list[str]:
