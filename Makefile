@@ -26,7 +26,8 @@ lint: install
 	$(BIN)/ruff check .
 
 audit: install
-	$(BIN)/pip-audit --requirement requirements.txt --disable-pip
+	$(BIN)/pip-audit --requirement requirements.txt --disable-pip --no-deps
+	$(BIN)/pip-audit  # the installed set, dependencies of dependencies included
 
 bench: install
 	$(BIN)/python -m benchmarks.run

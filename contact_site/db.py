@@ -39,7 +39,7 @@ def _sqlite_durability(dbapi_connection: object, _record: object) -> None:
 
 def create_schema() -> None:
     """Create missing tables; existing ones are left as they are."""
-    from . import outbox, submissions  # noqa: F401  (register the models)
+    from . import limiter, outbox, submissions  # noqa: F401  (register the models)
 
     db.create_all()
 

@@ -67,7 +67,8 @@ def _thank_you_allowed(email: str) -> bool:
     since = utcnow() - timedelta(days=1)
     count = db.session.scalar(
         select(func.count()).select_from(Submission).where(
-            Submission.email == email, Submission.thank_you_sent, Submission.created_at >= since
+            func.lower(Submission.email) == email.lower(), Submission.thank_you_sent,
+            Submission.created_at >= since,
         )
     )
     return count < current_app.config["CONTACT_THANK_YOU_PER_DAY"]

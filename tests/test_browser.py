@@ -548,9 +548,6 @@ def test_dev_mailbox_lists_and_shows_a_captured_mail(site: Site, open_page: Any)
     watched.assert_clean()
 
 
-@pytest.mark.xfail(reason="the browser sends textarea line breaks as CRLF and the server counts "
-                   "them as 2 characters against maxlength's 1; forms.py should normalise CRLF "
-                   "to LF before Length(max=10000)", raises=AssertionError, strict=False)
 def test_message_at_maxlength_with_line_breaks_is_accepted(site: Site, open_page: Any) -> None:
     """What maxlength lets a visitor type (10,000 characters, line breaks included) is accepted."""
     watched = open_page(javascript=False)

@@ -311,3 +311,14 @@ def test_unknown_page_answers_404_in_the_clients_format(client):
         "error": "The requested URL was not found on the server. If you entered the URL "
                  "manually please check your spelling and try again."}
     assert client.get("/nope").status_code == 404
+
+
+def test_thank_you_cap_counts_an_address_whatever_its_case(make_app, smtp_server):
+    client = make_app(CONTACT_THANK_YOU_PER_DAY=1).test_client()
+    assert post_form(client, email="Ada@example.com").status_code == 303
+    assert post_form(client, email="ada@example.com").status_code == 303
+    mails = smtp_server.wait_for(3)
+    time.sleep(1.5)  # a fourth mail would be sent by the worker's next poll
+    assert sorted(m.rcpt_tos[0].lower() for m in smtp_server.messages) == [
+        "ada@example.com", "sales@example.com", "sales@example.com"]
+    assert len(mails) == 3
