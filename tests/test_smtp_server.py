@@ -199,17 +199,24 @@ def test_silent_never_greets_and_is_released_by_mode_change(server: SMTPTestServ
 def test_stop_is_bounded_with_silent_connections_held() -> None:
     srv = SMTPTestServer()
     srv.start()
+    held: list[socket.socket] = []
     try:
         srv.mode = "silent"
-        held = [socket.create_connection((srv.host, srv.port), timeout=5) for _ in range(3)]
+        held += [socket.create_connection((srv.host, srv.port), timeout=5) for _ in range(3)]
         started = time.monotonic()
         srv.stop()
         assert time.monotonic() - started < 2
         for sock in held:
             sock.settimeout(5)
-            assert sock.recv(1) == b""
-            sock.close()
+            # Closed either way: EOF if the listener had accepted the connection,
+            # a reset if it was still in the backlog when the listener went away.
+            try:
+                assert sock.recv(1) == b""
+            except ConnectionResetError:
+                pass
     finally:
+        for sock in held:
+            sock.close()
         srv.close()
 
 
