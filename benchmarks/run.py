@@ -14,7 +14,6 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,11 +23,12 @@ from flask import Flask
 
 from contact_site import create_app, outbox
 from contact_site.db import db
-from contact_site.submissions import Submission
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+sys.path.insert(0, str(ROOT / "tests"))  # the benchmarks reuse the test suite's helpers
+from conftest import postgres_schema  # noqa: E402
+from delivery_helpers import queue_submissions  # noqa: E402
+
 MIB = 2**20
 SERVER_SCRIPT = (
     "import sys; sys.path.insert(0, 'tests'); from smtp_server import SMTPTestServer;"
@@ -65,30 +65,6 @@ def bench_app(database_url: str, port: int, folder: Path, **settings: Any) -> Fl
     })
 
 
-def queue(app: Flask, count: int, attachment: bytes | None = None) -> None:
-    """Store `count` submissions with one mail each, in one commit."""
-    with app.app_context():
-        recipient = app.config["CONTACT_RECIPIENTS"][0]
-        for number in range(count):
-            submission = Submission(
-                id=uuid.uuid4().hex, submission_key=uuid.uuid4().hex,
-                recipient_slug=recipient.slug, recipient_name=recipient.name,
-                recipient_address=recipient.address, email="ada@example.com",
-                subject=f"Benchmark {number}", message="Hello,\nabout the engine.",
-            )
-            if attachment is not None:
-                folder = Path(app.config["UPLOAD_FOLDER"]) / submission.id
-                folder.mkdir(parents=True)
-                (folder / "attachment.pdf").write_bytes(attachment)
-                submission.attachment_path = f"{submission.id}/attachment.pdf"
-                submission.attachment_name = "big.pdf"
-                submission.attachment_type = "application/pdf"
-                submission.attachment_size = len(attachment)
-            db.session.add(submission)
-            outbox.enqueue(submission)
-        db.session.commit()
-
-
 def drain(app: Flask) -> float:
     """Deliver everything due with one worker; the seconds it took."""
     started = time.perf_counter()
@@ -105,7 +81,7 @@ def throughput(database_url: str, port: int, count: int) -> float:
     """Mails per second one worker drains from a queue of `count` mails."""
     with tempfile.TemporaryDirectory() as folder:
         app = bench_app(database_url, port, Path(folder))
-        queue(app, count)
+        queue_submissions(app, count)
         rate = count / drain(app)
         with app.app_context():
             db.engine.dispose()
@@ -116,7 +92,7 @@ def peak_memory(port: int, size: int) -> tuple[int, float]:
     """Peak bytes allocated while composing and sending one mail with a `size`-byte file."""
     with tempfile.TemporaryDirectory() as folder:
         app = bench_app(f"sqlite:///{folder}/memory.sqlite", port, Path(folder))
-        queue(app, 1, attachment=os.urandom(size))
+        queue_submissions(app, 1, attachment=os.urandom(size))
         with app.app_context():
             rows = outbox.claim_due_mails()
             tracemalloc.start()
@@ -131,29 +107,6 @@ def peak_memory(port: int, size: int) -> tuple[int, float]:
     return peak, elapsed
 
 
-@contextmanager
-def postgres_schema() -> Iterator[str | None]:
-    """A PostgreSQL URL on a schema of its own (dropped afterwards), or None if unreachable."""
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(POSTGRES_URL)
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    except sa.exc.OperationalError:
-        engine.dispose()
-        yield None
-        return
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    try:
-        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
-
-
 def main() -> None:
     """Run the benchmarks and print one line per result."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -163,7 +116,7 @@ def main() -> None:
     with smtp_server_process() as port, tempfile.TemporaryDirectory() as folder:
         rate = throughput(f"sqlite:///{folder}/bench.sqlite", port, args.mails)
         print(f"throughput sqlite:     {rate:7.1f} mails/s (one worker, {args.mails} mails)")
-        with postgres_schema() as postgres_url:
+        with postgres_schema("bench") as postgres_url:
             if postgres_url is None:
                 print("throughput postgresql: skipped (unreachable)")
             else:

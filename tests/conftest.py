@@ -6,6 +6,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,19 +98,20 @@ def runner(app: Flask) -> Any:
     return app.test_cli_runner()
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL URL with a schema of its own, dropped afterwards."""
+@contextmanager
+def postgres_schema(prefix: str = "t") -> Iterator[str | None]:
+    """A PostgreSQL URL on a schema of its own (dropped afterwards), or None if unreachable."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(TEST_POSTGRES_URL)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         with engine.begin() as conn:
             conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    except sa.exc.OperationalError as error:
+    except sa.exc.OperationalError:
         engine.dispose()
-        skip_or_fail(f"PostgreSQL unreachable at {TEST_POSTGRES_URL}: {error.orig}")
+        yield None
+        return
     sep = "&" if "?" in TEST_POSTGRES_URL else "?"
     try:
         yield f"{TEST_POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
@@ -117,6 +119,15 @@ def postgres_url() -> Iterator[str]:
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         engine.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL with a schema of its own, dropped afterwards."""
+    with postgres_schema() as url:
+        if url is None:
+            skip_or_fail(f"PostgreSQL unreachable at {TEST_POSTGRES_URL}")
+        yield url
 
 
 def database_params() -> list[Any]:
