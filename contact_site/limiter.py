@@ -142,8 +142,6 @@ def init_app(app: Flask) -> None:
     config = app.config
     config["RATELIMIT_STORAGE_URI"] = config.get("RATELIMIT_STORAGE_URI") or DATABASE_STORAGE_URI
     config.setdefault("RATELIMIT_ENABLED", True)
-    with app.app_context():
-        RateLimitCounter.__table__.create(db.engine, checkfirst=True)
     try:
         limiter.init_app(app)
     except ConfigurationError as error:

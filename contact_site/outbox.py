@@ -49,20 +49,27 @@ class OutboxMail(db.Model):
     submission = relationship("Submission", lazy="joined")
 
 
+def give_up_at(kind: str, now: datetime) -> datetime:
+    """When a mail of this kind queued `now` is declared failed: thank-you mails sooner."""
+    hours = current_app.config["DELIVERY_GIVE_UP_HOURS"]
+    if kind == "thank_you":
+        hours = min(hours, THANK_YOU_GIVE_UP_HOURS)
+    return now + timedelta(hours=hours)
+
+
 def enqueue(submission: Any) -> list[OutboxMail]:
     """Add the mails of a new submission to the session (the caller commits)."""
     now = utcnow()
-    hours = current_app.config["DELIVERY_GIVE_UP_HOURS"]
-    wanted = [("recipient", submission.recipient_address, hours)]
+    wanted = [("recipient", submission.recipient_address)]
     if submission.thank_you_sent:
-        wanted.append(("thank_you", submission.email, min(hours, THANK_YOU_GIVE_UP_HOURS)))
+        wanted.append(("thank_you", submission.email))
     rows = [
         OutboxMail(
             submission=submission, kind=kind, to_address=address,
             message_id=mails.new_message_id(), status=QUEUED, attempts=0, created_at=now,
-            next_attempt_at=now, expires_at=now + timedelta(hours=give_up),
+            next_attempt_at=now, expires_at=give_up_at(kind, now),
         )
-        for kind, address, give_up in wanted
+        for kind, address in wanted
     ]
     db.session.add_all(rows)
     return rows
@@ -307,12 +314,9 @@ def requeue(ids: list[int] | None = None) -> int:
     query = update(OutboxMail).where(OutboxMail.status == FAILED)
     if ids:
         query = query.where(OutboxMail.id.in_(ids))
-    now, hours = utcnow(), current_app.config["DELIVERY_GIVE_UP_HOURS"]
-    give_up = case(
-        (OutboxMail.kind == "thank_you",
-         now + timedelta(hours=min(hours, THANK_YOU_GIVE_UP_HOURS))),
-        else_=now + timedelta(hours=hours),
-    )
+    now = utcnow()
+    give_up = case((OutboxMail.kind == "thank_you", give_up_at("thank_you", now)),
+                   else_=give_up_at("recipient", now))
     result = db.session.execute(query.values(
         status=QUEUED, next_attempt_at=now, claim_token=None, claimed_until=None,
         expires_at=give_up,
