@@ -21,8 +21,10 @@ from typing import Any
 
 from flask import Flask
 
-from contact_site import create_app, outbox
-from contact_site.db import db
+from contact_site import create_app
+from contact_site.delivery import outbox, worker
+from contact_site.extensions import db
+from contact_site.schema import upgrade_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the benchmarks reuse the test suite's helpers
@@ -55,21 +57,23 @@ def smtp_server_process() -> Iterator[int]:
 
 def bench_app(database_url: str, port: int, folder: Path, **settings: Any) -> Flask:
     """An app on this database and SMTP port, with no background delivery."""
-    return create_app({
+    app = create_app({
         "TESTING": True, "SECRET_KEY": "benchmark-secret-key-0123456789",
         "DATABASE_URL": database_url, "UPLOAD_FOLDER": str(folder / "uploads"),
         "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": port, "MAIL_TIMEOUT": 10,
         "MAIL_DEFAULT_SENDER": "Contact form <noreply@example.org>",
-        "CONTACT_RECIPIENTS": "Sales <sales@example.com>", "DELIVERY_THREAD_AUTOSTART": False,
+        "CONTACT_RECIPIENTS": "Sales <sales@example.com>",
         **settings,
     })
+    upgrade_schema(app)
+    return app
 
 
 def drain(app: Flask) -> float:
     """Deliver everything due with one worker; the seconds it took."""
     started = time.perf_counter()
     with app.app_context():
-        while outbox.deliver_due():
+        while worker.deliver_due():
             pass
         counts = outbox.status_counts()
     if counts["queued"] or counts["sending"] or counts["failed"]:
@@ -97,7 +101,7 @@ def peak_memory(port: int, size: int) -> tuple[int, float]:
             rows = outbox.claim_due_mails()
             tracemalloc.start()
             started = time.perf_counter()
-            outbox.deliver_batch(rows)
+            worker.deliver_batch(rows)
             elapsed = time.perf_counter() - started
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()

@@ -171,7 +171,7 @@ def load(app: Flask, overrides: Mapping[str, Any] | None) -> None:
 
 
 def _derive(app: Flask, explicit: set[str]) -> None:
-    """Settings computed from others: paths, limits, the development mailbox."""
+    """Settings computed from others: paths, limits, which settings were given."""
     config = app.config
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     config["SECRET_KEY"] = _secret_key(app)
@@ -190,8 +190,9 @@ def _derive(app: Flask, explicit: set[str]) -> None:
     config["MAIL_SUPPRESS_SEND"] = False  # Flask-Mail suppresses under TESTING otherwise
     if config["MAIL_USE_TLS"] and config["MAIL_USE_SSL"]:
         raise ConfigError("MAIL_USE_SSL", "cannot be true together with MAIL_USE_TLS")
-    if config["DEV_MAILBOX"] and "MAIL_SERVER" not in explicit:
-        config["MAIL_SERVER"], config["MAIL_PORT"] = "127.0.0.1", config["DEV_MAILBOX_PORT"]
+    # The development mailbox may point MAIL_SERVER at itself, but never over a
+    # server the operator named.
+    config["CONTACT_EXPLICIT_SETTINGS"] = frozenset(explicit)
 
 
 def is_placeholder_key(key: str) -> bool:

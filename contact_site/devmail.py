@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from flask import Blueprint, Flask, Response, abort, current_app, render_template
+from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
 
-from .db import utcnow
+from .database import utcnow
 
 log = logging.getLogger("contact_site.devmail")
 bp = Blueprint("devmail", __name__, url_prefix="/dev/mailbox")
@@ -42,24 +42,33 @@ def mailbox_folder(app: Flask | None = None) -> Path:
     return Path(app.config.get("DEV_MAILBOX_FOLDER") or Path(app.instance_path) / "devmail")
 
 
-def start_sink(app: Flask) -> None:
-    """Listen on 127.0.0.1:DEV_MAILBOX_PORT once per process; share the folder otherwise."""
+def start_sink(app: Flask) -> bool:
+    """Listen on 127.0.0.1:DEV_MAILBOX_PORT once per process; False if the port is taken."""
     folder = mailbox_folder(app)
     folder.mkdir(parents=True, exist_ok=True)
     port = app.config["DEV_MAILBOX_PORT"]
     if str(folder) in _controllers:
-        return
+        return True
     controller = Controller(SaveToFolder(folder), hostname="127.0.0.1", port=port,
                             data_size_limit=64 * 2**20)
     try:
         controller.start()
     except (OSError, RuntimeError):
-        # Under `flask run --debug` the reloader's parent process already listens
-        # and writes to the same folder, which this process's pages read.
-        log.info("dev mailbox port %s is taken; another process captures the mail", port)
-        return
+        log.warning("dev mailbox port %s is taken; another process may capture the mail", port)
+        return False
     _controllers[str(folder)] = controller
     log.info("dev mailbox listening on 127.0.0.1:%s, shown at /dev/mailbox", port)
+    return True
+
+
+def start(app: Flask) -> None:
+    """Capture this process's mail: the sink, and MAIL_SERVER pointed at it unless set."""
+    start_sink(app)
+    app.extensions["contact_devmail"] = True
+    if "MAIL_SERVER" not in app.config["CONTACT_EXPLICIT_SETTINGS"]:
+        app.config["MAIL_SERVER"], app.config["MAIL_PORT"] = "127.0.0.1", app.config[
+            "DEV_MAILBOX_PORT"]
+        app.config["MAIL_USE_TLS"] = app.config["MAIL_USE_SSL"] = False
 
 
 def stop_sinks() -> None:
@@ -149,9 +158,16 @@ def attachment(mail_id: str, index: int) -> Any:
     return response
 
 
+@bp.before_request
+def only_where_started() -> None:
+    """The pages exist only in a process whose sink was started, and only for loopback."""
+    if not current_app.extensions.get("contact_devmail"):
+        abort(404)
+    if request.remote_addr not in {"127.0.0.1", "::1"}:
+        abort(404)
+
+
 def init_app(app: Flask) -> None:
-    """Only in development mode: start the sink and add the mailbox pages."""
-    if not app.config["DEV_MAILBOX"]:
-        return
-    app.register_blueprint(bp)
-    start_sink(app)
+    """Add the mailbox pages in development mode; they answer once `start` ran."""
+    if app.config["DEV_MAILBOX"]:
+        app.register_blueprint(bp)

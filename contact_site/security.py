@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
-from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import limiter
-
-csrf = CSRFProtect()
+from . import ratelimit
+from .extensions import csrf
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; frame-ancestors 'none'; form-action 'self'; object-src 'none'; "
@@ -55,7 +53,7 @@ def trust_proxy(app: Flask) -> None:
 def init_app(app: Flask) -> None:
     """Trust proxies as configured, limit and protect every POST, add the headers."""
     trust_proxy(app)
-    limiter.init_app(app)
+    ratelimit.init_app(app)
     csrf.init_app(app)
     app.after_request(add_security_headers)
     app.session_interface = SessionInterface()

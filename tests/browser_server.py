@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from contact_site.db import db
+from contact_site.extensions import db
 
 
 class LiveServer:

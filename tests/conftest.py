@@ -17,7 +17,9 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
 from contact_site import create_app
-from contact_site.db import db
+from contact_site.extensions import db
+from contact_site.runtime import start_process
+from contact_site.schema import upgrade_schema
 from smtp_server import SMTPTestServer
 
 IN_CI = os.environ.get("CI") == "true"
@@ -68,9 +70,14 @@ def make_app(tmp_path: Path, smtp_server: SMTPTestServer) -> Iterator[Callable[.
     """Build apps with the test settings plus overrides; stop their workers afterwards."""
     apps: list[Flask] = []
 
-    def build(**overrides: Any) -> Flask:
+    def build(deliver: bool = True, **overrides: Any) -> Flask:
+        """The app on a migrated database; with `deliver`, its delivery thread started."""
         app = create_app({**base_config(tmp_path, smtp_server), **overrides})
         apps.append(app)
+        if deliver:
+            start_process(app)
+        else:
+            upgrade_schema(app)
         return app
 
     yield build
@@ -146,7 +153,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def manual_app(database_url: str, make_app: Callable[..., Flask]) -> Flask:
     """An app on each database whose delivery is driven by hand: no background thread."""
-    return make_app(DATABASE_URL=database_url, DELIVERY_THREAD_AUTOSTART=False)
+    return make_app(deliver=False, DATABASE_URL=database_url)
 
 
 def form_tokens(client: FlaskClient) -> dict[str, str]:

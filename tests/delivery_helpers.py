@@ -18,10 +18,11 @@ from conftest import RECIPIENTS
 from flask import Flask
 from sqlalchemy import select, update
 
-from contact_site import outbox
-from contact_site.db import db, utcnow
-from contact_site.outbox import OutboxMail
-from contact_site.submissions import Submission
+from contact_site.database import utcnow
+from contact_site.delivery import outbox, worker
+from contact_site.delivery.models import OutboxMail, Status
+from contact_site.extensions import db
+from contact_site.submissions.models import Submission
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FLASK = str(Path(sys.executable).with_name("flask"))
@@ -45,7 +46,7 @@ def queue_submissions(app: Flask, count: int = 1, thank_you: bool = False,
             if attachment is not None:
                 _attach(app, submission, attachment)
             db.session.add(submission)
-            rows.extend(outbox.enqueue(submission))
+            rows.extend(outbox.enqueue_submission(submission))
         db.session.commit()
         return [row.id for row in rows]
 
@@ -77,7 +78,7 @@ def row(app: Flask, mail_id: int) -> OutboxMail:
 def make_due(app: Flask) -> None:
     """Bring every queued mail's next attempt to now, instead of waiting out the backoff."""
     with app.app_context():
-        db.session.execute(update(OutboxMail).where(OutboxMail.status == outbox.QUEUED)
+        db.session.execute(update(OutboxMail).where(OutboxMail.status == Status.QUEUED)
                            .values(next_attempt_at=utcnow() - timedelta(seconds=1)))
         db.session.commit()
 
@@ -85,7 +86,7 @@ def make_due(app: Flask) -> None:
 def deliver_now(app: Flask) -> int:
     """One delivery pass, as a worker would run it; the number of mails claimed."""
     with app.app_context():
-        return outbox.deliver_due()
+        return worker.deliver_due()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str,

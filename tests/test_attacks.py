@@ -25,11 +25,11 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
-from contact_site import outbox
-from contact_site.db import db
-from contact_site.mail import THANK_YOU_SUBJECT
-from contact_site.outbox import OutboxMail
-from contact_site.submissions import Submission
+from contact_site.delivery import outbox, worker
+from contact_site.delivery.compose import THANK_YOU_SUBJECT
+from contact_site.delivery.models import OutboxMail
+from contact_site.extensions import db
+from contact_site.submissions.models import Submission
 
 SENDER = "noreply@example.org"
 OWNER = "sales@example.com"
@@ -275,7 +275,7 @@ def deliver_everything(app: Flask, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     with app.app_context():
         while True:
-            outbox.deliver_due()
+            worker.deliver_due()
             counts = outbox.status_counts()
             db.session.commit()
             if counts["queued"] == counts["sending"] == 0:
@@ -336,7 +336,7 @@ def check_kept_files(root: Path, count: int) -> None:
 
 @pytest.mark.parametrize("attack", ATTACKS.values(), ids=ATTACKS.keys())
 def test_attack_is_answered_and_harms_no_one(make_app, smtp_server, tmp_path, attack):
-    check_attack(make_app(CONTACT_MAX_UPLOAD_MB=UPLOAD_LIMIT_MB, DELIVERY_THREAD_AUTOSTART=False),
+    check_attack(make_app(CONTACT_MAX_UPLOAD_MB=UPLOAD_LIMIT_MB, deliver=False),
                  smtp_server, tmp_path, attack)
 
 
@@ -349,7 +349,7 @@ ON_POSTGRESQL = {name: attack for name, attack in ATTACKS.items()
 @pytest.mark.postgres
 @pytest.mark.parametrize("attack", ON_POSTGRESQL.values(), ids=ON_POSTGRESQL.keys())
 def test_attack_on_postgresql(make_app, smtp_server, tmp_path, postgres_url, attack):
-    app = make_app(CONTACT_MAX_UPLOAD_MB=UPLOAD_LIMIT_MB, DELIVERY_THREAD_AUTOSTART=False,
+    app = make_app(CONTACT_MAX_UPLOAD_MB=UPLOAD_LIMIT_MB, deliver=False,
                    DATABASE_URL=postgres_url)
     check_attack(app, smtp_server, tmp_path, attack)
 

@@ -17,8 +17,8 @@ from conftest import base_config, skip_or_fail
 from sqlalchemy import func, select
 
 from contact_site import create_app, devmail
-from contact_site.db import db
-from contact_site.submissions import Submission
+from contact_site.extensions import db
+from contact_site.submissions.models import Submission
 from smtp_server import ReceivedMail, SMTPTestServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
@@ -112,6 +112,7 @@ def serve(root: Path, smtp: SMTPTestServer, **overrides: Any) -> tuple[Site, Liv
     # The dev mailbox pages, reading captured mails from this test's folder.
     app.instance_path = str(root / "instance")
     app.register_blueprint(devmail.bp)
+    app.extensions["contact_devmail"] = True
     live = LiveServer(app)
     live.start()
     return Site(live.url, app, smtp, root), live

@@ -19,8 +19,9 @@ from delivery_helpers import (
 )
 from sqlalchemy import update
 
-from contact_site.db import db, utcnow
-from contact_site.outbox import OutboxMail
+from contact_site.database import utcnow
+from contact_site.delivery.models import OutboxMail
+from contact_site.extensions import db
 
 
 @pytest.fixture
@@ -104,7 +105,7 @@ def test_init_db_creates_the_schema(database, request, tmp_path, make_app):
         url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
     else:
         url = request.getfixturevalue("postgres_url")
-    probe = make_app(DELIVERY_THREAD_AUTOSTART=False)
+    probe = make_app(deliver=False)
     result = flask(probe, "init-db", DATABASE_URL=url)
     assert (result.returncode, result.stdout.strip()) == (0, "Database ready."), result.stderr
     engine = sa.create_engine(url)

@@ -41,7 +41,7 @@ def test_missing_or_weak_secret_key_stops_start_up_outside_debug(tmp_path, smtp_
 
 def run_start_up(tmp_path, env: dict[str, str]) -> subprocess.CompletedProcess:
     """Start the app in a fresh interpreter with only these settings in the environment."""
-    code = "from contact_site import create_app; create_app({'DELIVERY_THREAD_AUTOSTART': False})"
+    code = "from contact_site import create_app; create_app()"
     base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
             "DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite'}"}
     return subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True,
@@ -70,7 +70,7 @@ def test_settings_come_from_the_environment(tmp_path, smtp_server, monkeypatch):
     config = base_config(tmp_path, smtp_server)
     for name in ("CONTACT_SUBJECT_PREFIX", "MAIL_TIMEOUT"):
         config.pop(name, None)
-    app = create_app({**config, "DELIVERY_THREAD_AUTOSTART": False})
+    app = create_app(config)
     assert app.config["CONTACT_SUBJECT_PREFIX"] == "[Site]"
     assert app.config["CONTACT_MAX_UPLOAD_BYTES"] == 3 * 2**20
     assert app.config["MAX_CONTENT_LENGTH"] > 3 * 2**20
@@ -79,7 +79,7 @@ def test_settings_come_from_the_environment(tmp_path, smtp_server, monkeypatch):
 
 def test_debug_mode_generates_and_keeps_a_development_key(tmp_path, smtp_server):
     config = {**base_config(tmp_path, smtp_server), "TESTING": False, "DEBUG": True,
-              "SECRET_KEY": None, "DEV_MAILBOX": False, "DELIVERY_THREAD_AUTOSTART": False}
+              "SECRET_KEY": None, "DEV_MAILBOX": False}
     first = create_app(config).config["SECRET_KEY"]
     second = create_app(config).config["SECRET_KEY"]
     assert first == second and len(first) >= 32

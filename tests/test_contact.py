@@ -11,9 +11,9 @@ import pytest
 from conftest import VALID, form_tokens, post_form
 from sqlalchemy import func, select
 
-from contact_site.db import db
-from contact_site.outbox import OutboxMail
-from contact_site.submissions import Submission
+from contact_site.delivery.models import OutboxMail
+from contact_site.extensions import db
+from contact_site.submissions.models import Submission
 
 PDF_BYTES = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
 
@@ -287,7 +287,7 @@ def test_healthz_reports_outbox_counts(client, smtp_server):
 def test_healthz_answers_503_when_the_database_is_gone(make_app, tmp_path):
     folder = tmp_path / "db"
     folder.mkdir()
-    app = make_app(DATABASE_URL=f"sqlite:///{folder / 'x.sqlite'}", DELIVERY_THREAD_AUTOSTART=False)
+    app = make_app(DATABASE_URL=f"sqlite:///{folder / 'x.sqlite'}", deliver=False)
     client = app.test_client()
     assert client.get("/healthz").status_code == 200
     app.extensions["contact_delivery"].stop()

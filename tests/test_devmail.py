@@ -28,6 +28,7 @@ def dev_app(make_app, tmp_path):
     port = free_port()
     app = make_app(DEV_MAILBOX=True, DEV_MAILBOX_PORT=port, MAIL_PORT=port,
                    DEV_MAILBOX_FOLDER=str(tmp_path / "devmail"))
+    devmail.start(app)  # what `flask run --debug` does at its first request
     yield app
     devmail.stop_sinks()
 

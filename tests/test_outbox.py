@@ -21,9 +21,10 @@ from delivery_helpers import (
 from flask_mail import email_dispatched
 from sqlalchemy import text, update
 
-from contact_site import outbox
-from contact_site.db import db, utcnow
-from contact_site.outbox import OutboxMail
+from contact_site.database import utcnow
+from contact_site.delivery import outbox, worker
+from contact_site.delivery.models import OutboxMail
+from contact_site.extensions import db
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def test_accepted_mail_is_sent_with_its_fixed_message_id(app, smtp_server):
 def test_greylisted_451_then_accepted_records_every_attempt(
         make_app, database_url, smtp_server, caplog):
     """451 twice, then 250: delivered on the third attempt, same Message-ID throughout."""
-    app = make_app(DATABASE_URL=database_url, DELIVERY_THREAD_AUTOSTART=False,
+    app = make_app(DATABASE_URL=database_url, deliver=False,
                    DELIVERY_RETRY_BASE_SECONDS=60, DELIVERY_RETRY_MAX_SECONDS=3600)
     smtp_server.mode, smtp_server.fail_times = "451", 2
     (mail_id,) = queue_submissions(app)
@@ -156,7 +157,7 @@ def test_one_connection_carries_a_whole_batch(app, smtp_server):
 @pytest.mark.timeout(30)
 def test_silent_server_times_out_as_transient(make_app, database_url, smtp_server):
     """A server that never greets costs MAIL_TIMEOUT, not the worker."""
-    app = make_app(DATABASE_URL=database_url, DELIVERY_THREAD_AUTOSTART=False, MAIL_TIMEOUT=1)
+    app = make_app(DATABASE_URL=database_url, deliver=False, MAIL_TIMEOUT=1)
     smtp_server.mode = "silent"
     (mail_id,) = queue_submissions(app)
     deliver_now(app)
@@ -167,7 +168,7 @@ def test_silent_server_times_out_as_transient(make_app, database_url, smtp_serve
 
 @pytest.mark.timeout(30)
 def test_silent_reply_to_data_times_out_as_transient(make_app, database_url, smtp_server):
-    app = make_app(DATABASE_URL=database_url, DELIVERY_THREAD_AUTOSTART=False, MAIL_TIMEOUT=1)
+    app = make_app(DATABASE_URL=database_url, deliver=False, MAIL_TIMEOUT=1)
     smtp_server.mode, smtp_server.delay = "delay", 5
     (mail_id,) = queue_submissions(app)
     deliver_now(app)
@@ -177,10 +178,11 @@ def test_silent_reply_to_data_times_out_as_transient(make_app, database_url, smt
 
 @pytest.mark.timeout(40)
 def test_delivery_thread_outlives_a_silent_server(make_app, database_url, smtp_server):
-    app = make_app(DATABASE_URL=database_url, DELIVERY_THREAD_AUTOSTART=False, MAIL_TIMEOUT=1)
+    app = make_app(DATABASE_URL=database_url, deliver=False, MAIL_TIMEOUT=1)
     smtp_server.mode = "silent"
     (mail_id,) = queue_submissions(app)
     delivery = app.extensions["contact_delivery"]
+    delivery.start()
     delivery.wake()
     wait_until(lambda: row(app, mail_id).attempts >= 1, 15, "a timed-out attempt")
     assert delivery._thread.is_alive()
@@ -280,7 +282,7 @@ def test_a_long_batch_renews_its_lease_before_it_runs_out(app, smtp_server):
         claimed = outbox.claim_due_mails()
         shorten_lease(app, claimed, utcnow() + timedelta(seconds=30))
         with email_dispatched.connected_to(look_at_the_second_claim):
-            outbox.deliver_batch(claimed)
+            worker.deliver_batch(claimed)
     assert seen[0] > utcnow() + timedelta(seconds=800), "renewed for a full lease"
     assert [r.status for r in rows(app)] == ["sent", "sent"]
 
@@ -291,14 +293,14 @@ def test_a_batch_whose_lease_lapsed_sends_nothing_the_new_holder_owns(app, smtp_
         stale = outbox.claim_due_mails()
         shorten_lease(app, stale, utcnow() - timedelta(seconds=1))
         fresh = outbox.claim_due_mails()
-        outbox.deliver_batch(stale)
+        worker.deliver_batch(stale)
     assert smtp_server.messages == []
     assert {r.claim_token for r in rows(app)} == {fresh[0].claim_token}
 
 
 def test_queued_and_abandoned_mails_are_picked_up_when_a_process_starts(
         make_app, database_url, smtp_server):
-    idle = make_app(DATABASE_URL=database_url, DELIVERY_THREAD_AUTOSTART=False)
+    idle = make_app(DATABASE_URL=database_url, deliver=False)
     queued, abandoned = queue_submissions(idle, count=2)
     with idle.app_context():
         db.session.execute(update(OutboxMail).where(OutboxMail.id == abandoned).values(
@@ -330,7 +332,7 @@ def test_thank_you_mails_give_up_after_a_day(app):
 
 
 def test_retry_delay_doubles_from_the_base_up_to_the_cap_with_jitter(make_app):
-    app = make_app(DELIVERY_THREAD_AUTOSTART=False, DELIVERY_RETRY_BASE_SECONDS=60,
+    app = make_app(deliver=False, DELIVERY_RETRY_BASE_SECONDS=60,
                    DELIVERY_RETRY_MAX_SECONDS=3600)
     with app.app_context():
         for attempts, full in [(1, 60), (2, 120), (3, 240), (6, 1920), (7, 3600), (30, 3600)]:
@@ -367,7 +369,7 @@ def test_released_mails_return_to_the_queue_without_an_attempt(app, smtp_server)
     queue_submissions(app, count=3)
     calls = iter([False, True, True])
     with app.app_context():
-        outbox.deliver_due(should_stop=lambda: next(calls))
+        worker.deliver_due(should_stop=lambda: next(calls))
     assert [(r.status, r.attempts) for r in rows(app)] == [
         ("sent", 1), ("queued", 0), ("queued", 0)]
     assert all(r.claim_token is None for r in rows(app))
@@ -375,7 +377,7 @@ def test_released_mails_return_to_the_queue_without_an_attempt(app, smtp_server)
 
 def test_sqlite_connections_are_durable(make_app, tmp_path):
     """WAL, synchronous=FULL and a busy timeout on the app's own connections."""
-    app = make_app(DELIVERY_THREAD_AUTOSTART=False)
+    app = make_app(deliver=False)
     with app.app_context():
         assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert db.session.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
@@ -385,6 +387,6 @@ def test_sqlite_connections_are_durable(make_app, tmp_path):
 def test_delivery_thread_stops_promptly(make_app, database_url):
     app = make_app(DATABASE_URL=database_url)
     delivery = app.extensions["contact_delivery"]
-    delivery.ensure_started()
+    delivery.start()
     delivery.stop(timeout=5)
     assert not delivery._thread.is_alive()

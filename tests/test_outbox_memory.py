@@ -11,7 +11,7 @@ import pytest
 from delivery_helpers import deliver_now, queue_submissions, row
 
 from benchmarks.run import peak_memory, smtp_server_process
-from contact_site.mail import BASE64_BLOCK, StreamedMail
+from contact_site.delivery.compose import BASE64_BLOCK, StreamedMail
 
 MIB = 2**20
 
@@ -19,7 +19,7 @@ MIB = 2**20
 @pytest.fixture
 def app(make_app):
     """An app whose delivery is driven by hand."""
-    return make_app(DELIVERY_THREAD_AUTOSTART=False)
+    return make_app(deliver=False)
 
 
 @pytest.mark.timeout(60)

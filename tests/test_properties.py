@@ -154,7 +154,7 @@ def app_and_client(make_app: Any, **config: Any) -> tuple[Any, Any]:
     """One app per test (Hypothesis runs many examples in it), with its form tokens."""
     app = getattr(make_app, "built", None)
     if app is None:
-        app = make_app.built = make_app(DELIVERY_THREAD_AUTOSTART=False, **config)
+        app = make_app.built = make_app(deliver=False, **config)
         app.test = app.test_client()
         app.tokens = {"csrf_token": form_tokens(app.test)["csrf_token"]}
         app.beside_uploads = files_beside_uploads(Path(app.config["UPLOAD_FOLDER"]).parent)

@@ -11,11 +11,11 @@ from conftest import VALID, form_tokens, post_form, skip_or_fail
 from sqlalchemy import func, select
 from test_attacks import deliver_everything
 
-from contact_site import limiter as limits_module
+from contact_site import ratelimit as limits_module
 from contact_site.config import SETTINGS, ConfigError
-from contact_site.db import db
-from contact_site.limiter import DatabaseStorage
-from contact_site.submissions import Submission
+from contact_site.extensions import db
+from contact_site.ratelimit import DatabaseStorage
+from contact_site.submissions.models import Submission
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -175,13 +175,13 @@ def concurrent_increments(app, threads: int = 6, each: int = 20) -> list[int]:
 
 
 def test_database_storage_is_atomic_on_sqlite(make_app):
-    app = make_app(DELIVERY_THREAD_AUTOSTART=False)
+    app = make_app(deliver=False)
     assert sorted(concurrent_increments(app)) == list(range(1, 121))
 
 
 @pytest.mark.postgres
 def test_database_storage_is_atomic_on_postgresql(make_app, postgres_url):
-    app = make_app(DATABASE_URL=postgres_url, DELIVERY_THREAD_AUTOSTART=False)
+    app = make_app(DATABASE_URL=postgres_url, deliver=False)
     assert sorted(concurrent_increments(app)) == list(range(1, 121))
 
 

@@ -16,10 +16,10 @@ from test_attacks import EXE, PDF, deliver_everything, upload
 
 from contact_site import create_app
 from contact_site.config import ConfigError
-from contact_site.db import db
-from contact_site.outbox import OutboxMail
-from contact_site.submissions import Submission
-from contact_site.uploads import neutral_filename
+from contact_site.contact.uploads import neutral_filename
+from contact_site.delivery.models import OutboxMail
+from contact_site.extensions import db
+from contact_site.submissions.models import Submission
 
 CSP_DIRECTIVES = ["default-src 'self'", "frame-ancestors 'none'", "form-action 'self'",
                   "object-src 'none'"]

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .config import ConfigError
-from .db import db
+from .extensions import db
 
 DATABASE_STORAGE_URI = "contact-site-db://"
 RATE_LIMIT_MESSAGE = ("You have sent several messages in a short time. "

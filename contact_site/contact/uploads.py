@@ -1,4 +1,4 @@
-"""Checking one uploaded file and storing it under a generated name."""
+"""Checking one uploaded file: size, name, extension and the content its bytes prove."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import codecs
 import os
 import re
 import unicodedata
-from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
 import filetype
@@ -15,7 +13,8 @@ from flask import current_app
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
-CHUNK = 64 * 1024
+from ..submissions.files import CheckedUpload
+
 MAX_NAME_LENGTH = 120
 # filetype names some kinds differently from the extensions people use.
 KIND_ALIASES = {"apng": "png", "jpeg": "jpg"}
@@ -33,17 +32,6 @@ class UploadTooLarge(RequestEntityTooLarge):
 
 class UploadRefused(ValueError):
     """The file is of a kind, content or name the site does not accept."""
-
-
-@dataclass
-class CheckedUpload:
-    """A file that passed every check, with its neutral name and sniffed type."""
-
-    stream: IO[bytes]
-    filename: str
-    extension: str
-    content_type: str
-    size: int
 
 
 def too_large_message() -> str:
@@ -117,30 +105,3 @@ def check(file: FileStorage) -> CheckedUpload:
     if content_type is None:
         raise UploadRefused(f"The file's content is not a .{extension} file.")
     return CheckedUpload(file.stream, filename, extension, content_type, size)
-
-
-def store(upload: CheckedUpload, folder: Path) -> Path:
-    """Write the file under `folder` with a generated name, flushed to disk."""
-    root = Path(current_app.config["UPLOAD_FOLDER"]).resolve()
-    folder = folder.resolve()
-    if root not in folder.parents:
-        raise ValueError(f"refusing to store outside {root}")
-    folder.mkdir(parents=True)
-    path = folder / f"attachment.{upload.extension}"
-    upload.stream.seek(0)
-    with path.open("xb") as out:
-        while chunk := upload.stream.read(CHUNK):
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    _fsync_dir(folder)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the new directory entry itself durable, not only the file's bytes."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -12,8 +12,10 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
+from ..database import utcnow
+from ..extensions import db
 from . import outbox
-from .db import db, utcnow
+from .models import OutboxMail, Status
 from .worker import run_delivery_loop
 
 outbox_cli = AppGroup("outbox", help="Watch and drive the mail outbox.")
@@ -24,17 +26,17 @@ def status_command() -> None:
     """Counts by status, the oldest queued mail's age, stale claims and the failed mails."""
     for status, count in outbox.status_counts().items():
         click.echo(f"{status:8} {count}")
-    mails, now = outbox.OutboxMail, utcnow()
+    mails, now = OutboxMail, utcnow()
     oldest = db.session.scalar(
-        select(func.min(mails.created_at)).where(mails.status == outbox.QUEUED))
+        select(func.min(mails.created_at)).where(mails.status == Status.QUEUED))
     if oldest is not None:
         click.echo(f"oldest queued: {int((now - oldest).total_seconds())} s ago")
     stale = db.session.scalar(select(func.count()).select_from(mails).where(
-        mails.status == outbox.SENDING, mails.claimed_until < now))
+        mails.status == Status.SENDING, mails.claimed_until < now))
     if stale:
         click.echo(f"stale claims: {stale} (their worker stopped; another will take them over)")
     failed = db.session.scalars(
-        select(mails).where(mails.status == outbox.FAILED).order_by(mails.id))
+        select(mails).where(mails.status == Status.FAILED).order_by(mails.id))
     for row in failed:
         click.echo(f"failed {row.id} {row.kind} to {row.to_address} after {row.attempts} "
                    f"attempt(s): {row.last_error}")

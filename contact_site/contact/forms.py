@@ -15,13 +15,14 @@ from werkzeug.datastructures import CombinedMultiDict, MultiDict
 from wtforms import EmailField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
+from ..config import Recipient
+from ..submissions.files import CheckedUpload
+from ..submissions.models import EMAIL_COLUMN, EMAIL_MAX, MESSAGE_MAX, NAME_MAX, SUBJECT_MAX
 from . import uploads
-from .config import Recipient
 
 # U+0085, U+2028 and U+2029 end a line for some mail software though they are not Cc.
 LINE_SEPARATORS = {"\u0085", "\u2028", "\u2029"}
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
-EMAIL_MAX_LENGTH = 254
 # Such addresses need SMTPUTF8, which our outgoing path does not offer.
 NON_ASCII_LOCAL_PART = ("Enter an address whose part before the @ uses only the letters a-z, "
                         "digits and . _ + - : we cannot send mail to other characters there.")
@@ -78,16 +79,18 @@ class ContactForm(FlaskForm):
 
     recipient = SelectField("To", validate_choice=False)
     name = StringField("Your name", filters=[_strip], validators=[
-        Length(max=100, message="Use at most 100 characters."), single_line])
+        Length(max=NAME_MAX, message=f"Use at most {NAME_MAX} characters."), single_line])
     email = EmailField("Your email address", filters=[_strip], validators=[
         DataRequired("Enter your email address."),
-        Length(max=254, message="An email address has at most 254 characters."), single_line])
+        Length(max=EMAIL_MAX, message=f"An email address has at most {EMAIL_MAX} characters."),
+        single_line])
     subject = StringField("Subject", filters=[_strip], validators=[
         DataRequired("Enter a subject."),
-        Length(max=200, message="Use at most 200 characters."), single_line])
+        Length(max=SUBJECT_MAX, message=f"Use at most {SUBJECT_MAX} characters."), single_line])
     message = TextAreaField("Message", filters=[_newlines], validators=[
         DataRequired("Enter your message."),
-        Length(max=10000, message="Use at most 10,000 characters."), no_control_characters])
+        Length(max=MESSAGE_MAX, message=f"Use at most {MESSAGE_MAX:,} characters."),
+        no_control_characters])
     attachment = FileField("Attachment")
     website = StringField("Leave this field empty")
     submission_key = HiddenField()
@@ -96,7 +99,7 @@ class ContactForm(FlaskForm):
         super().__init__(*args, **kwargs)
         self.recipients: tuple[Recipient, ...] = current_app.config["CONTACT_RECIPIENTS"]
         self.recipient.choices = [(r.slug, r.name) for r in self.recipients]
-        self.checked_upload: uploads.CheckedUpload | None = None
+        self.checked_upload: CheckedUpload | None = None
 
     def chosen_recipient(self) -> Recipient:
         """The recipient picked (or the only one): never an address from the visitor."""
@@ -123,7 +126,7 @@ class ContactForm(FlaskForm):
         except EmailNotValidError as error:
             raise ValidationError(f"Enter a valid email address. {error}") from None
         address = result.ascii_email or result.normalized
-        if len(address) > EMAIL_MAX_LENGTH:  # an IDN domain grows when written in ASCII
+        if len(address) > EMAIL_MAX:  # an IDN domain grows when written in ASCII
             raise ValidationError("An email address has at most 254 characters.")
         field.data = address
 
@@ -143,3 +146,32 @@ class ContactForm(FlaskForm):
     def is_spam(self) -> bool:
         """The honeypot field is hidden from people; only bots fill it in."""
         return bool(self.website.data)
+
+    def submission_key_or_new(self) -> str:
+        """The key issued with the form when it is well-formed, else a fresh one."""
+        key = self.submission_key.data
+        return key if key and KEY_PATTERN.fullmatch(key) else new_submission_key()
+
+    def submission_fields(self) -> dict[str, Any]:
+        """The validated values, named as the Submission's columns."""
+        recipient = self.chosen_recipient()
+        return {
+            "recipient_slug": recipient.slug, "recipient_name": recipient.name,
+            "recipient_address": recipient.address, "name": self.name.data or "",
+            "email": self.email.data, "subject": self.subject.data, "message": self.message.data,
+        }
+
+    def spam_fields(self) -> dict[str, Any]:
+        """What a bot posted, cut to the columns' sizes, kept for the record only."""
+        def cut(value: Any, size: int) -> str:
+            # PostgreSQL cannot store NUL in text: keep a visible stand-in.
+            return str(value or "")[:size].replace("\x00", "\ufffd")
+
+        recipient = self.recipients[0]
+        return {
+            "recipient_slug": recipient.slug, "recipient_name": recipient.name,
+            "recipient_address": recipient.address, "name": cut(self.name.data, NAME_MAX),
+            "email": cut(self.email.data, EMAIL_COLUMN),
+            "subject": cut(self.subject.data, SUBJECT_MAX),
+            "message": cut(self.message.data, MESSAGE_MAX),
+        }

@@ -1,23 +1,20 @@
-"""The database handle, SQLite durability settings and schema creation."""
+"""The database engine's settings: SQLite durability, short waits, no parameters in errors."""
 
 from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
+from typing import Any
 
-import click
 from flask import Flask
-from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase
 
+from .extensions import db
 
-class Base(DeclarativeBase):
-    """Declarative base shared by every model."""
-
-
-db = SQLAlchemy(model_class=Base)
+# Well below gunicorn's worker timeout: a locked database is answered with a 503,
+# not waited on until the worker is killed.
+SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
 def utcnow() -> datetime:
@@ -32,28 +29,21 @@ def _sqlite_durability(dbapi_connection: object, _record: object) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
 
-def create_schema() -> None:
-    """Create missing tables; existing ones are left as they are."""
-    from . import limiter, outbox, submissions  # noqa: F401  (register the models)
-
-    db.create_all()
-
-
-@click.command("init-db")
-def init_db_command() -> None:
-    """Create the database tables."""
-    create_schema()
-    click.echo("Database ready.")
+def engine_options(url: str) -> dict[str, Any]:
+    """Engine settings: errors never carry the row's values (a visitor's message)."""
+    options: dict[str, Any] = {"hide_parameters": True, "pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        options["connect_args"] = {"connect_timeout": 5}
+    return options
 
 
 def init_app(app: Flask) -> None:
-    """Bind the database to the app and create the schema when it is missing."""
+    """Bind the database to the app."""
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
     db.init_app(app)
-    app.cli.add_command(init_db_command)
-    with app.app_context():
-        create_schema()

@@ -1,0 +1,152 @@
+"""The Celery backend, wired the way Flask's "Background Tasks with Celery" guide does.
+
+`celery_init_app(app)` builds the Celery app, keeps it in `app.extensions["celery"]`
+and runs every task in the Flask app's context. The worker's entry point is
+`contact_site.celery_app`. The database stays the source of truth: a task carries
+no mail, it only says "deliver what is due", so a lost, repeated or late task can
+neither lose nor duplicate a mail.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from celery import Celery, Task, shared_task
+from flask import Flask, current_app
+
+from ..extensions import db
+from .worker import deliver_due as deliver_due_mails
+
+log = logging.getLogger("contact_site.delivery")
+
+# Redis re-delivers an unacknowledged task after visibility_timeout (TRAPS.md), so
+# no task here waits for a countdown or runs long: retries are found by a sweep
+# every DELIVERY_POLL_SECONDS, and one task delivers for at most TASK_BUDGET_SECONDS.
+VISIBILITY_TIMEOUT_SECONDS = 3600
+TASK_BUDGET_SECONDS = 60
+
+
+def celery_settings(app: Flask) -> dict[str, Any]:
+    """Celery settings from the Flask configuration."""
+    return {
+        "broker_url": app.config["CELERY_BROKER_URL"],
+        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+        "broker_connection_retry_on_startup": True,
+        # A task killed with its worker goes back to the queue instead of being acked.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_ignore_result": True,
+        "worker_prefetch_multiplier": 1,
+    }
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """A Celery app whose tasks run in this Flask app's context (Flask's pattern)."""
+
+    class FlaskTask(Task):  # type: ignore[misc]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(celery_settings(app))
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+@shared_task(name="contact_site.deliver_due")
+def deliver_due() -> int:
+    """Deliver due mails, batch after batch, for a bounded time; the number claimed."""
+    total, deadline = 0, time.monotonic() + TASK_BUDGET_SECONDS
+    while time.monotonic() < deadline:
+        claimed = deliver_due_mails()
+        if not claimed:
+            return total
+        total += claimed
+    send_deliver_due()  # more may be due: carry on in a fresh task
+    return total
+
+
+def send_deliver_due(expires: float | None = None) -> bool:
+    """Queue a deliver_due task; False (logged) when the broker cannot be reached."""
+    try:
+        deliver_due.apply_async(expires=expires, retry=False)
+    except Exception:  # the mails are safe in the database; the sweep will find them
+        log.warning("could not queue deliver_due; the next sweep will", exc_info=True)
+        return False
+    return True
+
+
+class CeleryBackend:
+    """The web process's side of the Celery backend: ask a worker to deliver now."""
+
+    def start(self) -> None:
+        """Nothing runs in the web process with this backend."""
+
+    def wake(self) -> None:
+        """Queue a delivery task for the mails just stored."""
+        send_deliver_due()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Nothing to stop in the web process."""
+
+
+class Sweeper:
+    """In the worker's main process: queue deliver_due every DELIVERY_POLL_SECONDS.
+
+    This finds retries coming due and mails left by a worker that died, with no
+    long countdowns (and no separate beat process) to manage.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="contact-sweep", daemon=True)
+
+    def start(self) -> None:
+        """Start sweeping, with one sweep at once for what is waiting now."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sweeping."""
+        self._stop.set()
+        self._thread.join(self.interval + 5)
+
+    def _run(self) -> None:
+        while True:
+            # A sweep not run within two intervals is stale: a newer one follows.
+            send_deliver_due(expires=2 * self.interval)
+            if self._stop.wait(self.interval):
+                return
+
+
+def connect_worker_signals(app: Flask) -> None:
+    """In a Celery worker: sweep from the main process, fresh connections in each child."""
+    from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
+    sweeper = Sweeper(app.config["DELIVERY_POLL_SECONDS"])
+
+    def start_sweeper(**_kwargs: Any) -> None:
+        sweeper.start()
+
+    def stop_sweeper(**_kwargs: Any) -> None:
+        sweeper.stop()
+
+    def fresh_connections(**_kwargs: Any) -> None:
+        # A forked pool process must not share the parent's database connections.
+        with app.app_context():
+            db.engine.dispose(close=False)
+
+    # weak=False: the receivers are closures that nothing else keeps alive.
+    worker_ready.connect(start_sweeper, weak=False)
+    worker_shutdown.connect(stop_sweeper, weak=False)
+    worker_process_init.connect(fresh_connections, weak=False)
+
+
+def current_celery() -> Celery:
+    """The Celery app of the current Flask app."""
+    return current_app.extensions["celery"]  # type: ignore[no-any-return]

@@ -1,0 +1,78 @@
+"""The outbox: one row per outgoing mail with its state, and one row per SMTP attempt."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..database import utcnow
+from ..extensions import db
+from ..submissions.models import Submission
+
+
+class Status(StrEnum):
+    """Where a mail stands: queued → sending (claimed) → sent or failed, or back to queued."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Kind(StrEnum):
+    """The two mails of a submission."""
+
+    OWNER = "recipient"  # the message for the chosen recipient
+    THANK_YOU = "thank_you"  # the visitor's thank-you
+
+
+class Outcome(StrEnum):
+    """What one attempt came to."""
+
+    SENT = "sent"
+    TRANSIENT = "transient"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class OutboxMail(db.Model):
+    """One outgoing mail and where it stands."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[str] = mapped_column(
+        ForeignKey("submission.id", ondelete="CASCADE", name="fk_outbox_submission_id"),
+        index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    to_address: Mapped[str] = mapped_column(String(320))
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=Status.QUEUED, index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    expires_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None]
+
+    submission: Mapped[Submission] = relationship(lazy="joined")
+
+
+class DeliveryAttempt(db.Model):
+    """One SMTP attempt at one mail: when, how it ended, the server's reply, how long."""
+
+    __tablename__ = "delivery_attempt"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mail_id: Mapped[int] = mapped_column(
+        ForeignKey("outbox.id", ondelete="CASCADE", name="fk_delivery_attempt_mail_id"),
+        index=True)
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(16))
+    reply: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float] = mapped_column(default=0.0)

@@ -1,0 +1,98 @@
+"""The schema under migrations: applied at start under a lock, so processes never race.
+
+`flask --app contact_site db upgrade` (Flask-Migrate) applies the revisions in
+`migrations/`; `init-db` is kept as a synonym. A process starting up calls
+`upgrade_schema`: the first to take the lock upgrades, the others find the
+schema current and go on. A database made by the first release (create_all,
+no `alembic_version`) is adopted at revision 0001 by `migrations/env.py`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import flask_migrate
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from flask import Flask, current_app
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from .extensions import db, migrate
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+LOCK_KEY = zlib.crc32(b"contact_site.schema")
+
+
+def _heads() -> set[str]:
+    """The newest revisions in migrations/."""
+    config = migrate.get_config(str(MIGRATIONS))
+    return set(ScriptDirectory.from_config(config).get_heads())
+
+
+def _current(engine: Engine) -> set[str]:
+    """The revisions the database is at (empty when it has none)."""
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+
+def is_current() -> bool:
+    """Whether the database is at the newest revision."""
+    return _current(db.engine) == _heads()
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Held by one process at a time: an advisory lock on PostgreSQL, a file lock on SQLite."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            # Keyed by schema too, so deployments sharing a server do not wait on each other.
+            key = text("SELECT hashtext(current_schema()) # :key")
+            lock_id = conn.scalar(key, {"key": LOCK_KEY})
+            conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+                conn.commit()
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield  # one process only, or a server that takes DDL in transactions
+        return
+    with open(f"{database}.migrate-lock", "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def upgrade_schema(app: Flask) -> None:
+    """Bring the database to the newest revision, once, whoever else starts at the same time."""
+    with app.app_context():
+        if is_current():
+            return
+        with migration_lock(db.engine):
+            if is_current():  # another process upgraded while this one waited
+                return
+            flask_migrate.upgrade(directory=str(MIGRATIONS))
+
+
+@click.command("init-db")
+def init_db_command() -> None:
+    """Create or upgrade the database schema (the same as `flask db upgrade`)."""
+    upgrade_schema(current_app._get_current_object())  # type: ignore[attr-defined]
+    click.echo("Database ready.")
+
+
+def init_app(app: Flask) -> None:
+    """Flask-Migrate's `db` commands on migrations/, and `init-db`."""
+    migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True,
+                     compare_type=True)
+    app.cli.add_command(init_db_command)
