@@ -4,14 +4,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint audit bench chromium pdf clean
+.PHONY: install catalogues run test lint audit bench system-packages pdf translations clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) catalogues
+
+# The gettext catalogues, compiled (the .mo files are not committed: they are built).
+catalogues: $(STAMP)
+	$(BIN)/pybabel compile --statistics -d translations 2>&1 | grep -v '^compiling' || true
+
+# Extract the marked strings and bring every catalogue up to date.
+translations: install
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o translations/messages.pot .
+	$(BIN)/pybabel update --ignore-obsolete -i translations/messages.pot -d translations
+	$(BIN)/pybabel compile -d translations
 
 # The site with embedded defaults: SQLite in instance/, the in-process worker,
 # and the dev mailbox (SMTP sink on 127.0.0.1:1025, shown at /dev/mailbox).
@@ -19,11 +29,12 @@ run: install
 	$(BIN)/flask --app contact_site --debug init-db
 	$(BIN)/flask --app contact_site --debug run --host 127.0.0.1 --port 5000
 
-test: install chromium
+test: install system-packages
 	$(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 audit: install
 	$(BIN)/pip-audit --requirement requirements.txt --disable-pip --no-deps
@@ -31,10 +42,12 @@ audit: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.export_memory
 
-# Debian's Chromium for the browser tests (playwright cannot download one here).
-chromium:
-	@scripts/ensure-chromium
+# Debian packages the tests use: Chromium (playwright cannot download one here), faketime,
+# poppler-utils, fonts-noto-cjk.
+system-packages:
+	@scripts/ensure-system-packages
 
 pdf: install
 	$(BIN)/python scripts/make_thank_you_pdf.py

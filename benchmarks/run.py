@@ -1,37 +1,334 @@
-"""Delivery benchmarks: mails per second drained by one worker, peak memory of a 10 MB mail.
+"""`make bench`: the product and a tutorial-style baseline side by side, on loopback.
 
-Run with `make bench` (or `python -m benchmarks.run`). The SMTP server is the test
-suite's aiosmtpd server, started in a process of its own so that neither its CPU
-nor its memory is counted against the worker.
+Both apps run under real gunicorn (the product with the project's gunicorn.conf.py,
+2 workers, SQLite; the baseline, benchmarks/tutorial_app.py, with the same worker
+model), in front of the same SMTP sink (benchmarks/sink.py, in a process of its
+own, each mail taking 0 s or 2 s) and the same load generator (benchmarks/load.py,
+which GETs the form and posts it back as a browser does). Measured: POST p50/p99
+and submissions per second at several concurrencies, mails per second drained,
+peak RSS and threads of the workers, and the ceilings (GET /, plain smtplib over
+one persistent connection and one connection per message). Prints a table and
+writes benchmarks/results/latest.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
+import signal
+import smtplib
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
-
-from contact_site import create_app
-from contact_site.delivery import outbox, worker
-from contact_site.extensions import db
-from contact_site.schema import upgrade_schema
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the benchmarks reuse the test suite's helpers
-from conftest import postgres_schema  # noqa: E402
-from delivery_helpers import queue_submissions  # noqa: E402
 
+from benchmarks.load import run_load  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+SECRET = "benchmark-secret-key-0123456789abcdef"
 MIB = 2**20
+
+
+class Sink:
+    """The SMTP sink process, driven over its stdin."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.sink"], cwd=ROOT,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.port = int(json.loads(self._line())["port"])
+
+    def _line(self) -> str:
+        return self.process.stdout.readline()  # type: ignore[union-attr]
+
+    def ask(self, command: str) -> dict[str, Any]:
+        """Send one command; its JSON answer."""
+        self.process.stdin.write(command + "\n")  # type: ignore[union-attr]
+        self.process.stdin.flush()  # type: ignore[union-attr]
+        return json.loads(self._line())  # type: ignore[no-any-return]
+
+    def wait_for(self, count: int, timeout: float) -> dict[str, Any]:
+        """Stats once `count` mails arrived, or when `timeout` passed."""
+        deadline = time.monotonic() + timeout
+        while (stats := self.ask("stats"))["count"] < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return stats
+
+    def close(self) -> None:
+        """Stop it by PID."""
+        self.process.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def product_env(folder: Path, sink_port: int) -> dict[str, str]:
+    """The product's settings: defaults, but no rate limit or spam layers the load would trip."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FLASK_")}
+    env.update({
+        "SECRET_KEY": SECRET, "DATABASE_URL": f"sqlite:///{folder}/bench.sqlite",
+        "UPLOAD_FOLDER": str(folder / "uploads"), "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(sink_port), "MAIL_DEFAULT_SENDER": "Contact form <noreply@example.org>",
+        "CONTACT_RECIPIENTS": "Sales <sales@example.com>", "CONTACT_RATE_LIMIT": "off",
+        # The load generator solves no proof of work and posts at once; with these on,
+        # every submission would be suspect (no thank-you mail) or spam (no mail).
+        "CONTACT_PROOF_OF_WORK": "off", "CONTACT_MIN_FILL_SECONDS": "0",
+        "HOME": str(folder),  # gunicorn's control socket: one per instance (TRAPS.md)
+    })
+    return env
+
+
+class Server:
+    """One gunicorn instance, its workers sampled for threads and RSS while it runs."""
+
+    def __init__(self, app: str, folder: Path, sink_port: int) -> None:
+        self.port = free_port()
+        env = product_env(folder, sink_port)
+        if app == "product":
+            args = ["-c", "gunicorn.conf.py", "--workers", "2"]
+        else:  # the same worker model, none of the product's hooks
+            empty = folder / "empty.conf.py"
+            empty.write_text("")
+            args = ["-c", str(empty), "--workers", "2", "--worker-class", "gthread",
+                    "--threads", "4", "benchmarks.tutorial_app:app"]
+        self.log = (folder / f"{app}.log").open("ab")
+        self.process = subprocess.Popen(
+            [GUNICORN, *args, "--bind", f"127.0.0.1:{self.port}"], cwd=ROOT, env=env,
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self.peak_threads, self.peak_rss = 0, 0
+        self._stop = threading.Event()
+        self._wait_ready()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"GET /thanks HTTP/1.0\r\n\r\n")
+                    if sock.recv(12).startswith(b"HTTP/1"):
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("gunicorn did not answer in time")
+
+    def workers(self) -> list[int]:
+        """The worker PIDs (children of the master)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return [int(pid) for pid in children.read_text().split()]
+        except OSError:
+            return []
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            for pid in self.workers():
+                status = _proc_status(pid)
+                self.peak_threads = max(self.peak_threads, status.get("Threads", 0))
+                self.peak_rss = max(self.peak_rss, status.get("VmHWM", 0) * 1024)
+
+    def stop(self) -> None:
+        """SIGTERM by PID, then SIGKILL if it lingers."""
+        self._stop.set()
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self.log.close()
+
+
+def _proc_status(pid: int) -> dict[str, int]:
+    found: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in {"Threads", "VmHWM", "VmRSS"}:
+                found[key] = int(value.split()[0])
+    except OSError:
+        pass
+    return found
+
+
+@contextmanager
+def serving(app: str, sink: Sink) -> Iterator[Server]:
+    """A fresh instance of the app (its own database) for the duration of the block."""
+    with tempfile.TemporaryDirectory() as folder:
+        server = Server(app, Path(folder), sink.port)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def queue_for_drain(folder: Path, sink_port: int, submissions: int) -> None:
+    """Store submissions and their two mails straight into a fresh product database."""
+    script = (
+        "import sys; sys.path.insert(0, 'tests')\n"
+        "from contact_site import create_app\n"
+        "from contact_site.schema import upgrade_schema\n"
+        "from delivery_helpers import queue_submissions\n"
+        "app = create_app()\n"
+        "upgrade_schema(app)\n"
+        f"queue_submissions(app, {submissions}, thank_you=True)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True,
+                   env=product_env(folder, sink_port))
+
+
+def drain_rate(stats: dict[str, Any]) -> float | None:
+    """Mails per second from the first DATA command to the last mail accepted.
+
+    Start-up (gunicorn booting its workers) is left out; the first mail's own
+    time at the sink is not.
+    """
+    if not stats["count"] or stats["first_data"] is None or stats["last"] <= stats["first_data"]:
+        return None
+    return round(stats["count"] / (stats["last"] - stats["first_data"]), 1)
+
+
+PY_SPY = str(Path(sys.executable).with_name("py-spy"))
+# Where a drained mail's time goes: frames matched in each sampled stack.
+PROFILE_PARTS = {
+    "record outcome (UPDATE, INSERT, commit)": ("_finish (",),
+    "claim and lease renewals": ("claim_due_mails", "renew_claims", "due_count"),
+    "compose (templates, headers)": ("compose (",),
+    "serialise MIME (email.generator)": ("email/generator.py",),
+    "SMTP round trips (smtplib)": ("smtplib.py",),
+    "database commits (fsync)": ("do_commit (",),
+}
+
+
+def profile(pid: int, output: Path, seconds: float) -> subprocess.Popen[bytes] | None:
+    """py-spy recording one worker (raw collapsed stacks), if py-spy is installed."""
+    if not Path(PY_SPY).exists():
+        return None
+    return subprocess.Popen([PY_SPY, "record", "--pid", str(pid), "--format", "raw",
+                             "--output", str(output), "--duration", str(int(seconds)),
+                             "--rate", "250", "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_summary(raw: Path) -> dict[str, float]:
+    """The share of a worker's delivery samples that fall in each part of PROFILE_PARTS.
+
+    py-spy leaves idle threads out: the samples are the loops' busy time (CPU and I/O).
+    """
+    total, parts = 0, dict.fromkeys(PROFILE_PARTS, 0)
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if "run_delivery_loop" not in stack or not count.isdigit():
+            continue
+        total += int(count)
+        for name, needles in PROFILE_PARTS.items():
+            if any(needle in stack for needle in needles):
+                parts[name] += int(count)
+    return {name: round(100 * n / total, 1) for name, n in parts.items()} if total else {}
+
+
+def drain(app: str, sink: Sink, submissions: int, timeout: float,
+          profile_to: Path | None = None) -> dict[str, Any]:
+    """How fast the app gets a backlog of `2 × submissions` mails to the sink.
+
+    The product: the mails are queued before it starts (a backlog after an outage).
+    The baseline has no queue: its submissions are posted at concurrency 8.
+    """
+    mails = 2 * submissions
+    sink.ask("reset")
+    with tempfile.TemporaryDirectory() as folder:
+        if app == "product":
+            queue_for_drain(Path(folder), sink.port, submissions)
+        server = Server(app, Path(folder), sink.port)
+        spy = None
+        if profile_to is not None and server.workers():
+            spy = profile(server.workers()[0], profile_to, 30)
+        try:
+            if app != "product":
+                run_load(server.port, 8, 600, count=submissions)
+            stats = sink.wait_for(mails, timeout)
+        finally:
+            if spy is not None:
+                os.kill(spy.pid, signal.SIGINT)  # py-spy writes what it has on SIGINT
+                spy.wait(30)
+            server.stop()
+    found = {"mails": mails, "received": stats["count"], "mails_per_s": drain_rate(stats),
+             "peak_threads_per_worker": server.peak_threads,
+             "peak_rss_mib": round(server.peak_rss / MIB, 1)}
+    if profile_to is not None and profile_to.exists():
+        found["profile_percent"] = profile_summary(profile_to)
+    return found
+
+
+def sample_mail() -> bytes:
+    """A mail like the thank-you (text and the PDF), for the smtplib ceilings."""
+    message = EmailMessage()
+    message["From"], message["To"] = "noreply@example.org", "visitor@example.com"
+    message["Subject"] = "Thank you for your message"
+    message.set_content("Thank you, we will answer soon.")
+    message.add_attachment((ROOT / "static" / "thank-you.pdf").read_bytes(),
+                           maintype="application", subtype="pdf", filename="thank-you.pdf")
+    return message.as_bytes().replace(b"\n", b"\r\n")
+
+
+def smtplib_ceilings(port: int, count: int) -> dict[str, float]:
+    """Plain smtplib: mails per second over one persistent connection, and one per message."""
+    data, rates = sample_mail(), {}
+    started = time.perf_counter()
+    # local_hostname given: smtplib would otherwise ask getfqdn() (DNS) on every connection.
+    with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="localhost") as smtp:
+        for _ in range(count):
+            smtp.sendmail("noreply@example.org", ["visitor@example.com"], data)
+    rates["persistent"] = round(count / (time.perf_counter() - started), 1)
+    started = time.perf_counter()
+    for _ in range(count // 2):
+        with smtplib.SMTP("127.0.0.1", port, timeout=10, local_hostname="localhost") as smtp:
+            smtp.sendmail("noreply@example.org", ["visitor@example.com"], data)
+    rates["per_message"] = round((count // 2) / (time.perf_counter() - started), 1)
+    return rates
+
+
+def load_runs(app: str, sink: Sink, delay: float, concurrencies: list[int],
+              seconds: float) -> dict[str, Any]:
+    """POST latency and rate at each concurrency with the sink at `delay`, and GET / ceiling."""
+    sink.ask(f"delay {delay}")
+    found: dict[str, Any] = {}
+    with serving(app, sink) as server:
+        run_load(server.port, 2, 1.0)  # warm-up: imports, templates, connections
+        found["get_c8"] = run_load(server.port, 8, seconds, get_only=True).summary()
+        for concurrency in concurrencies:
+            found[f"post_c{concurrency}"] = run_load(server.port, concurrency,
+                                                     seconds).summary()
+    found["peak_threads_per_worker"] = server.peak_threads
+    found["peak_rss_mib"] = round(server.peak_rss / MIB, 1)
+    return found
+
+
 SERVER_SCRIPT = (
     "import sys; sys.path.insert(0, 'tests'); from smtp_server import SMTPTestServer;"
     "s = SMTPTestServer(); s.start(); print(s.port, flush=True); sys.stdin.read(); s.close()"
@@ -55,47 +352,26 @@ def smtp_server_process() -> Iterator[int]:
         server.stdout.close()  # type: ignore[union-attr]
 
 
-def bench_app(database_url: str, port: int, folder: Path, **settings: Any) -> Flask:
-    """An app on this database and SMTP port, with no background delivery."""
-    app = create_app({
-        "TESTING": True, "SECRET_KEY": "benchmark-secret-key-0123456789",
-        "DATABASE_URL": database_url, "UPLOAD_FOLDER": str(folder / "uploads"),
-        "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": port, "MAIL_TIMEOUT": 10,
-        "MAIL_DEFAULT_SENDER": "Contact form <noreply@example.org>",
-        "CONTACT_RECIPIENTS": "Sales <sales@example.com>",
-        **settings,
-    })
-    upgrade_schema(app)
-    return app
-
-
-def drain(app: Flask) -> float:
-    """Deliver everything due with one worker; the seconds it took."""
-    started = time.perf_counter()
-    with app.app_context():
-        while worker.deliver_due():
-            pass
-        counts = outbox.status_counts()
-    if counts["queued"] or counts["sending"] or counts["failed"]:
-        raise RuntimeError(f"benchmark mails not all sent: {counts}")
-    return time.perf_counter() - started
-
-
-def throughput(database_url: str, port: int, count: int) -> float:
-    """Mails per second one worker drains from a queue of `count` mails."""
-    with tempfile.TemporaryDirectory() as folder:
-        app = bench_app(database_url, port, Path(folder))
-        queue_submissions(app, count)
-        rate = count / drain(app)
-        with app.app_context():
-            db.engine.dispose()
-    return rate
-
-
 def peak_memory(port: int, size: int) -> tuple[int, float]:
-    """Peak bytes allocated while composing and sending one mail with a `size`-byte file."""
+    """Peak bytes allocated while composing and sending one mail with a `size`-byte file.
+
+    Only this process is traced: the SMTP server at `port` must run in another.
+    """
+    from delivery_helpers import queue_submissions
+
+    from contact_site import create_app
+    from contact_site.delivery import outbox, worker
+    from contact_site.extensions import db
+    from contact_site.schema import upgrade_schema
+
     with tempfile.TemporaryDirectory() as folder:
-        app = bench_app(f"sqlite:///{folder}/memory.sqlite", port, Path(folder))
+        app = create_app({
+            "TESTING": True, "SECRET_KEY": SECRET, "UPLOAD_FOLDER": f"{folder}/uploads",
+            "DATABASE_URL": f"sqlite:///{folder}/memory.sqlite", "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": port, "MAIL_TIMEOUT": 10,
+            "CONTACT_RECIPIENTS": "Sales <sales@example.com>",
+            "MAIL_DEFAULT_SENDER": "Contact form <noreply@example.org>"})
+        upgrade_schema(app)
         queue_submissions(app, 1, attachment=os.urandom(size))
         with app.app_context():
             rows = outbox.claim_due_mails()
@@ -111,26 +387,116 @@ def peak_memory(port: int, size: int) -> tuple[int, float]:
     return peak, elapsed
 
 
+def attachment_memory(port: int, size_mb: int) -> dict[str, float]:
+    """Peak allocation while sending one mail with a `size_mb` MiB file, against its size."""
+    size = size_mb * MIB
+    peak, elapsed = peak_memory(port, size)
+    return {"attachment_mib": size_mb, "peak_mib": round(peak / MIB, 1),
+            "times_file": round(peak / size, 2), "seconds": round(elapsed, 2)}
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures come from."""
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": model,
+            "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def print_table(results: dict[str, Any]) -> None:
+    """The figures of both apps side by side."""
+    apps = ("product", "baseline")
+    print(f"\n{'measure':44} {'product':>14} {'baseline':>14} {'ratio':>7}")
+    for delay in ("0", "2"):
+        runs = {app: results[app][f"sink_{delay}s"] for app in apps}
+        for key in sorted(runs["product"], key=_order):
+            if not key.startswith(("post_", "get_")):
+                continue
+            for metric in ("p50_ms", "p99_ms", "rps"):
+                if key.startswith("get_") and metric != "rps":
+                    continue
+                values = [runs[app].get(key, {}).get(metric) for app in apps]
+                _row(f"sink {delay}s {key} {metric}", *values)
+        for key in ("peak_threads_per_worker", "peak_rss_mib"):
+            _row(f"sink {delay}s load {key}", *(runs[app][key] for app in apps))
+    for delay in ("0", "2"):
+        drains = {app: results[app][f"drain_{delay}s"] for app in apps}
+        for key in ("mails_per_s", "peak_threads_per_worker", "peak_rss_mib"):
+            _row(f"drain sink {delay}s {key}", *(drains[app][key] for app in apps))
+    ceilings = results["ceilings"]
+    print(f"\nceilings: smtplib persistent {ceilings['smtplib_persistent']} mails/s, "
+          f"per message {ceilings['smtplib_per_message']} mails/s")
+    spied = results["product"]["drain_0s"].get("profile_percent")
+    if spied:
+        print("where a drained mail's time goes (py-spy, % of busy delivery samples): "
+              + ", ".join(f"{name} {share}" for name, share in spied.items()))
+    memory = results.get("attachment_memory")
+    if memory:
+        print(f"10 MiB attachment: peak {memory['peak_mib']} MiB allocated "
+              f"({memory['times_file']} x the file)")
+
+
+def _order(key: str) -> tuple[int, int]:
+    kind, _, number = key.partition("_c")
+    return (0 if kind == "get" else 1, int(number) if number.isdigit() else 0)
+
+
+def _row(label: str, product: Any, baseline: Any) -> None:
+    ratio = (f"{product / baseline:7.2f}" if isinstance(product, int | float)
+             and isinstance(baseline, int | float) and baseline else f"{'':7}")
+    print(f"{label:44} {_cell(product):>14} {_cell(baseline):>14} {ratio}")
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
 def main() -> None:
-    """Run the benchmarks and print one line per result."""
+    """Run everything, print the table, write results/latest.json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mails", type=int, default=500, help="mails per throughput run")
-    parser.add_argument("--attachment-mb", type=int, default=10, help="size of the big file")
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of each load run")
+    parser.add_argument("--concurrency", default="1,8,32", help="load concurrencies")
+    parser.add_argument("--drain", type=int, default=300, help="submissions for the 0 s drain")
+    parser.add_argument("--slow-drain", type=int, default=24,
+                        help="submissions for the 2 s drain")
+    parser.add_argument("--smtplib", type=int, default=500, help="mails for the ceilings")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy a product worker during the 0 s drain")
     args = parser.parse_args()
-    with smtp_server_process() as port, tempfile.TemporaryDirectory() as folder:
-        rate = throughput(f"sqlite:///{folder}/bench.sqlite", port, args.mails)
-        print(f"throughput sqlite:     {rate:7.1f} mails/s (one worker, {args.mails} mails)")
-        with postgres_schema("bench") as postgres_url:
-            if postgres_url is None:
-                print("throughput postgresql: skipped (unreachable)")
-            else:
-                rate = throughput(postgres_url, port, args.mails)
-                print(f"throughput postgresql: {rate:7.1f} mails/s "
-                      f"(one worker, {args.mails} mails)")
-        size = args.attachment_mb * MIB
-        peak, elapsed = peak_memory(port, size)
-        print(f"peak memory, {args.attachment_mb} MiB attachment: {peak / MIB:.1f} MiB "
-              f"({peak / size:.2f} x the file), sent in {elapsed:.2f} s")
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    started = time.monotonic()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"machine": machine(), "settings": vars(args)}
+    sink = Sink()
+    try:
+        sink.ask("delay 0")
+        persistent_and_per_message = smtplib_ceilings(sink.port, args.smtplib)
+        results["ceilings"] = {f"smtplib_{k}": v for k, v in persistent_and_per_message.items()}
+        for app in ("product", "baseline"):
+            results[app] = {}
+            for delay in (0, 2):
+                print(f"{app}: load with the sink at {delay} s", flush=True)
+                results[app][f"sink_{delay}s"] = load_runs(app, sink, delay, concurrencies,
+                                                           args.seconds)
+            for delay, submissions in ((0, args.drain), (2, args.slow_drain)):
+                print(f"{app}: drain with the sink at {delay} s", flush=True)
+                sink.ask(f"delay {delay}")
+                spy_file = (RESULTS / "drain-profile.txt"
+                            if app == "product" and delay == 0 and args.profile else None)
+                results[app][f"drain_{delay}s"] = drain(app, sink, submissions, 120, spy_file)
+        results["ceilings"]["get_c8_rps"] = results["product"]["sink_0s"]["get_c8"]["rps"]
+        sink.ask("delay 0")
+        # In this process, the sink in its own: tracemalloc counts only the sending side.
+        results["attachment_memory"] = attachment_memory(sink.port, 10)
+    finally:
+        sink.close()
+    results["seconds"] = round(time.monotonic() - started, 1)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+    print(f"\n{results['seconds']} s; written to {RESULTS / 'latest.json'}")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,22 @@ from typing import Any
 
 from flask import Flask
 
+from . import (
+    admin,
+    contact,
+    database,
+    delivery,
+    devmail,
+    errors,
+    i18n,
+    logs,
+    records,
+    runtime,
+    schema,
+    security,
+    spam,
+)
 from . import config as settings
-from . import contact, database, delivery, devmail, errors, runtime, schema, security
 from .extensions import mail
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -20,13 +34,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # root_path is the project folder, where templates/, static/ and instance/ live.
     app = Flask(__name__, root_path=str(PROJECT_ROOT), instance_relative_config=True)
     settings.load(app, config)
+    logs.init_app(app)
     database.init_app(app)
     schema.init_app(app)
     mail.init_app(app)
     security.init_app(app)
     errors.init_app(app)
+    i18n.init_app(app)  # before the blueprints: their templates and forms use it
     contact.init_app(app)
+    spam.init_app(app)
+    admin.init_app(app)  # after security: it gives the console a session cookie of its own
     delivery.init_app(app)
+    records.init_app(app)
     devmail.init_app(app)
     runtime.init_app(app)
     return app

@@ -55,6 +55,13 @@ def _integer(low: int, high: int) -> Callable[[str, Any], int]:
     return parse
 
 
+def _per_minute(name: str, value: Any) -> int | None:
+    """A positive rate, or none/off/empty for no cap."""
+    if str(value).strip().lower() in {"", "none", "off"}:
+        return None
+    return _integer(1, 1_000_000)(name, value)
+
+
 def _boolean(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -72,6 +79,29 @@ def _extensions(name: str, value: Any) -> tuple[str, ...]:
     if not exts or not all(re.fullmatch(r"[a-z0-9]{1,10}", e) for e in exts):
         raise ConfigError(name, f"must be a comma-separated list of extensions, got {value!r}")
     return exts
+
+
+def _ca_file(name: str, value: Any) -> str | None:
+    """A readable PEM bundle of CA certificates, loaded once now to fail early."""
+    path = str(value).strip()
+    if not path:
+        return None
+    if not Path(path).is_file() or not os.access(path, os.R_OK):
+        raise ConfigError(name, f"must name a readable file, got {path!r}")
+    import ssl  # imported here: only this setting needs it
+
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except ssl.SSLError:
+        raise ConfigError(name, f"must hold PEM CA certificates, got {path!r}") from None
+    return path
+
+
+def _log_level(name: str, value: Any) -> str:
+    level = str(value).strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError(name, f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}")
+    return level
 
 
 def _backend(name: str, value: Any) -> str:
@@ -92,6 +122,33 @@ def _rate_limit(name: str, value: Any) -> str:
         example = "'5 per minute;50 per day' or 'off'"
         raise ConfigError(name, f"must look like {example}, got {value!r}") from None
     return text
+
+
+def _languages(name: str, value: Any) -> tuple[str, ...]:
+    # Which of these have a catalogue is checked by i18n.init_app, which knows translations/.
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    codes = tuple(dict.fromkeys(item.strip().lower().replace("-", "_") for item in items
+                                if item.strip()))
+    if not codes or not all(re.fullmatch(r"[a-z]{2,3}(_[a-z0-9]{2,4})?", c) for c in codes):
+        raise ConfigError(name, f"must be a comma-separated list of language codes, got {value!r}")
+    return codes
+
+
+def _proof_of_work(name: str, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in {"altcha", "off"}:
+        raise ConfigError(name, f"must be 'altcha' or 'off', got {value!r}")
+    return text
+
+
+def _blocklist_file(name: str, value: Any) -> str | None:
+    """An existing, readable file; it is read (and re-read when it changes) by spam.content."""
+    path = str(value).strip()
+    if not path:
+        return None
+    if not Path(path).is_file() or not os.access(path, os.R_OK):
+        raise ConfigError(name, f"must name a readable file, got {path!r}")
+    return str(Path(path).resolve())
 
 
 def slugify(name: str) -> str:
@@ -132,6 +189,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "MAIL_PASSWORD": (None, _text),
     "MAIL_DEFAULT_SENDER": ("Contact form <noreply@localhost>", _text),
     "MAIL_TIMEOUT": (30, _integer(1, 3600)),
+    "MAIL_TLS_CA_FILE": (None, _ca_file),
     "CONTACT_RECIPIENTS": ("Site Owner <owner@localhost>", parse_recipients),
     "CONTACT_SUBJECT_PREFIX": ("[Contact]", _text),
     "CONTACT_MAX_UPLOAD_MB": (10, _integer(1, 100)),
@@ -150,8 +208,24 @@ SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "DELIVERY_CLAIM_SECONDS": (900, _integer(5, 86400)),
     "DELIVERY_BATCH_SIZE": (50, _integer(1, 1000)),
     "DELIVERY_POLL_SECONDS": (5, _integer(1, 3600)),
+    "DELIVERY_CONCURRENCY": (4, _integer(1, 64)),
+    "DELIVERY_MAX_PER_MINUTE": (None, _per_minute),
     "DEV_MAILBOX": (False, _boolean),
     "DEV_MAILBOX_PORT": (1025, _integer(1, 65535)),
+    "LOG_LEVEL": ("INFO", _log_level),
+    # Retention (SPEC §4, §10); 0 keeps for ever.
+    "CONTACT_RETENTION_DAYS": (180, _integer(0, 36500)),
+    "CONTACT_UPLOAD_RETENTION_DAYS": (30, _integer(0, 36500)),
+    "CONTACT_SPAM_RETENTION_DAYS": (14, _integer(0, 36500)),
+    "CONTACT_LANGUAGES": ("en,zh", _languages),
+    "CONTACT_OWNER_LANGUAGE": (None, _text),
+    # Spam defence (SPEC §12).
+    "CONTACT_MIN_FILL_SECONDS": (3, _integer(0, 3600)),
+    "CONTACT_PROOF_OF_WORK": ("altcha", _proof_of_work),
+    "CONTACT_MAX_LINKS": (3, _integer(0, 1000)),
+    "CONTACT_SUSPECT_PREFIX": ("[Possible spam]", _text),
+    "CONTACT_BLOCKLIST_FILE": (None, _blocklist_file),
+    "CONTACT_DUPLICATE_HOURS": (24, _integer(0, 24 * 30)),
 }
 
 
@@ -204,7 +278,7 @@ def is_placeholder_key(key: str) -> bool:
 
 def _secret_key(app: Flask) -> str:
     """The configured key; in debug mode a generated one kept in instance/."""
-    key = app.config["SECRET_KEY"]
+    key: str | None = app.config["SECRET_KEY"]
     if key and not is_placeholder_key(key):
         return key
     if not (app.debug or app.testing):
@@ -214,6 +288,8 @@ def _secret_key(app: Flask) -> str:
     if key and app.testing:
         return key
     path = Path(app.instance_path) / "secret_key"
+    # Checked by runtime.leave_development_mode: this key is for `flask run --debug` only.
+    app.config["CONTACT_DEVELOPMENT_SECRET_KEY"] = True
     if not path.exists():  # created private: the key signs sessions and CSRF tokens
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:

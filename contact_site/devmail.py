@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import uuid
@@ -158,12 +159,23 @@ def attachment(mail_id: str, index: int) -> Any:
     return response
 
 
+def is_loopback(address: str | None) -> bool:
+    """127.0.0.0/8, ::1 and their IPv4-mapped form; anything unparsable is not."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
 @bp.before_request
 def only_where_started() -> None:
     """The pages exist only in a process whose sink was started, and only for loopback."""
     if not current_app.extensions.get("contact_devmail"):
         abort(404)
-    if request.remote_addr not in {"127.0.0.1", "::1"}:
+    if not is_loopback(request.remote_addr):
         abort(404)
 
 

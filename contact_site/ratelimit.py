@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import time
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
+from flask_babel import lazy_gettext as _l
 from flask_limiter import Limiter, RequestLimit
+from flask_limiter._limits import RouteLimit
 from limits.errors import ConfigurationError
 from limits.storage import Storage
 from sqlalchemy import String, case, delete, insert, select, text, update
@@ -14,14 +18,18 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .config import ConfigError
-from .extensions import db
+from .extensions import Model, db
+
+log = logging.getLogger("contact_site")
 
 DATABASE_STORAGE_URI = "contact-site-db://"
-RATE_LIMIT_MESSAGE = ("You have sent several messages in a short time. "
-                      "Please wait a while before sending another one.")
+# An IPv6 client gets a whole /64 from its provider and picks addresses inside it freely.
+IPV6_CLIENT_PREFIX = 64
+RATE_LIMIT_MESSAGE = _l("You have sent several messages in a short time. "
+                        "Please wait a while before sending another one.")
 
 
-class RateLimitCounter(db.Model):
+class RateLimitCounter(Model):
     """One fixed-window counter: the hits a key has had until its window ends."""
 
     __tablename__ = "rate_limit"
@@ -46,13 +54,23 @@ class DatabaseStorage(Storage):
         return SQLAlchemyError
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        """Add `amount` to the key's window, starting a new window once it has ended."""
-        for _ in range(3):
-            try:
-                return self._incr(key, expiry, amount)
-            except IntegrityError:  # a concurrent first hit inserted the key: update it
-                continue
-        return self._incr(key, expiry, amount)
+        """Add `amount` to the key's window; 0 (never over a limit) when the database fails."""
+        if storage_error() is not None:  # it failed once in this request: do not wait again
+            return 0
+        try:
+            for _ in range(3):
+                try:
+                    return self._incr(key, expiry, amount)
+                except IntegrityError:  # a concurrent first hit inserted the key: update it
+                    continue
+            return self._incr(key, expiry, amount)
+        except SQLAlchemyError as error:
+            # Fail open, as for any limit store, but remember it: the view then answers
+            # 503 at once instead of waiting for the same database a second time.
+            g.contact_limit_storage_error = error
+            log.warning("rate limit not counted: the database is unavailable (%s)",
+                        type(error).__name__)
+            return 0
 
     def _incr(self, key: str, expiry: int, amount: int) -> int:
         """One transaction: UPDATE the row under its lock, or INSERT it when missing."""
@@ -64,7 +82,7 @@ class DatabaseStorage(Storage):
                 expires_at=case((ended, now + expiry), else_=table.c.expires_at),
             ))
             if updated.rowcount:
-                return int(conn.scalar(select(table.c.count).where(table.c.key == key)))
+                return int(conn.scalar(select(table.c.count).where(table.c.key == key)) or 0)
             conn.execute(delete(table).where(ended))  # new keys are rare: prune old windows
             conn.execute(insert(table).values(key=key, count=amount, expires_at=now + expiry))
             return amount
@@ -103,14 +121,33 @@ class DatabaseStorage(Storage):
                 RateLimitCounter.key == key))
 
 
+def storage_error() -> SQLAlchemyError | None:
+    """The database error the limit store met in this request, if any."""
+    error: SQLAlchemyError | None = g.get("contact_limit_storage_error")
+    return error
+
+
+def network_of(address: str) -> str:
+    """What one client is counted as: an IPv4 address (also IPv4-mapped IPv6), an IPv6 /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
+    return str(ip)
+
+
 def client_address() -> str:
-    """The peer's address; behind a proxy, ProxyFix (PROXY_FIX_X_FOR) makes it the client's."""
-    return request.remote_addr or "unknown"
+    """The client's network; behind a proxy, ProxyFix (PROXY_FIX_X_FOR) gives its address."""
+    return network_of(request.remote_addr or "unknown")
 
 
 def contact_rate_limit() -> str:
     """CONTACT_RATE_LIMIT, read at request time."""
-    return current_app.config["CONTACT_RATE_LIMIT"]
+    return str(current_app.config["CONTACT_RATE_LIMIT"])
 
 
 def _retry_after(limit: RequestLimit) -> Response:
@@ -129,12 +166,17 @@ limiter = Limiter(client_address, strategy="fixed-window", on_breach=_retry_afte
 @limiter.request_filter
 def _limits_off() -> bool:
     """CONTACT_RATE_LIMIT=off turns every limit off."""
-    return current_app.config["CONTACT_RATE_LIMIT"] == "off"
+    return bool(current_app.config["CONTACT_RATE_LIMIT"] == "off")
 
 
-def limit_posts() -> Any:
+def rate_limit_message() -> str:
+    """The 429's words, in the request's language."""
+    return str(RATE_LIMIT_MESSAGE)
+
+
+def limit_posts() -> RouteLimit:
     """Decorator for the view that takes the form: CONTACT_RATE_LIMIT per client address."""
-    return limiter.limit(contact_rate_limit, methods=["POST"], error_message=RATE_LIMIT_MESSAGE)
+    return limiter.limit(contact_rate_limit, methods=["POST"], error_message=rate_limit_message)
 
 
 def init_app(app: Flask) -> None:

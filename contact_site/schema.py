@@ -2,9 +2,10 @@
 
 `flask --app contact_site db upgrade` (Flask-Migrate) applies the revisions in
 `migrations/`; `init-db` is kept as a synonym. A process starting up calls
-`upgrade_schema`: the first to take the lock upgrades, the others find the
-schema current and go on. A database made by the first release (create_all,
-no `alembic_version`) is adopted at revision 0001 by `migrations/env.py`.
+`upgrade_schema`: the first to take the lock (in `migrations/env.py`, so the
+`db` commands take it too) upgrades, the others find the schema current and go
+on. A database made by the first release (create_all, no `alembic_version`) is
+adopted at revision 0001 by `migrations/env.py`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import click
@@ -21,7 +22,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask, current_app
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from .extensions import db, migrate
 
@@ -47,23 +49,20 @@ def is_current() -> bool:
 
 
 @contextmanager
-def migration_lock(engine: Engine) -> Iterator[None]:
-    """Held by one process at a time: an advisory lock on PostgreSQL, a file lock on SQLite."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            # Keyed by schema too, so deployments sharing a server do not wait on each other.
-            key = text("SELECT hashtext(current_schema()) # :key")
-            lock_id = conn.scalar(key, {"key": LOCK_KEY})
-            conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
-                conn.commit()
+def migration_lock(connection: Connection) -> Iterator[None]:
+    """Held by one process at a time around the migrations run on `connection`.
+
+    PostgreSQL: a session advisory lock on that connection; SQLite: a file lock
+    next to the database file. `migrations/env.py` takes it, so `flask db upgrade`
+    and processes starting up never migrate at the same time.
+    """
+    if connection.dialect.name == "postgresql":
+        with _advisory_lock(connection):
+            yield
         return
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-        yield  # one process only, or a server that takes DDL in transactions
+    database = connection.engine.url.database
+    if connection.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield  # one process only
         return
     with open(f"{database}.migrate-lock", "a") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
@@ -73,15 +72,40 @@ def migration_lock(engine: Engine) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
+@contextmanager
+def _advisory_lock(connection: Connection) -> Iterator[None]:
+    """A PostgreSQL session lock keyed by schema: deployments sharing a server never wait
+    on each other (coalesce: with no schema on the search_path the key is still a number)."""
+    key = text("SELECT hashtext(coalesce(current_schema(), '')) # :key")
+    lock_id = connection.scalar(key, {"key": LOCK_KEY})
+    connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
+    connection.commit()  # the lock outlives this transaction; the migrations open their own
+
+    def release() -> None:
+        if connection.in_transaction():
+            connection.rollback()  # a failed migration leaves its transaction aborted
+        connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+        connection.commit()
+
+    try:
+        yield
+    except BaseException:
+        # The migration's error is the one to show; a closed session drops the lock anyway.
+        with suppress(SQLAlchemyError):
+            release()
+        raise
+    release()
+
+
 def upgrade_schema(app: Flask) -> None:
     """Bring the database to the newest revision, once, whoever else starts at the same time."""
     with app.app_context():
         if is_current():
             return
-        with migration_lock(db.engine):
-            if is_current():  # another process upgraded while this one waited
-                return
-            flask_migrate.upgrade(directory=str(MIGRATIONS))
+        # env.py migrates under migration_lock and reads the revision only once it holds
+        # it: a process that waited finds the work done and applies nothing.
+        # "heads": every branch, should two revisions ever share a parent.
+        flask_migrate.upgrade(directory=str(MIGRATIONS), revision="heads")
 
 
 @click.command("init-db")

@@ -1,5 +1,10 @@
-/* Progressive enhancement of #contact-form: early file checks, upload progress,
-   errors shown in place. Without this file the form posts as plain HTML. */
+/* Progressive enhancement of #contact-form: the page's own validation, early file checks,
+   upload progress, errors shown in place. Without this file the form posts as plain HTML
+   (the browser's own checks, then the server's 422 page with the same words).
+
+   Every word shown comes from the page (the form's data-messages, in the page's language)
+   or from the server's answers; every limit comes from the rendered attributes
+   (required, maxlength, type=email, accept, data-max-bytes). */
 (function () {
   'use strict';
 
@@ -8,39 +13,83 @@
     return;
   }
 
+  let messages = null;
+  try {
+    messages = JSON.parse(form.dataset.messages || 'null');
+  } catch (error) {
+    messages = null;
+  }
+  if (!messages || typeof messages !== 'object') {
+    // No words to show: leave validation to the browser and the server.
+    return;
+  }
+
   const fileInput = document.getElementById('attachment');
   const fileInfo = document.getElementById('attachment-info');
   const summary = document.getElementById('error-summary');
+  const summaryTitle = document.getElementById('error-summary-title');
   const summaryList = document.getElementById('error-summary-list');
   const progress = document.getElementById('upload-progress');
   const status = document.getElementById('upload-status');
   const button = document.getElementById('submit-button');
 
-  const data = form.dataset;
-  const maxBytes = Number(data.maxBytes) || Infinity;
-  const allowed = (data.allowedExtensions || '')
-    .split(',')
-    .map((ext) => ext.trim().toLowerCase())
-    .filter(Boolean);
-
-  const NETWORK_ERROR = 'The message could not be sent. Check your connection and try again.';
-  const RATE_LIMITED = 'Too many messages were sent from your connection. Please wait a while and try again.';
-  const SERVER_ERROR = 'The message could not be sent. Please try again later.';
+  const lang = document.documentElement.lang || undefined;
+  const maxBytes = Number(form.dataset.maxBytes) || Infinity;
+  const allowed = extensionsAccepted(fileInput);
+  // Deliberately loose (something@something.something): email-validator on the server decides.
+  const EMAIL_SHAPE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 
   let rejectedFileMessage = null;
   let sending = false;
   let announcedStep = -1;
   const buttonLabel = button.textContent;
-  const pageTitle = document.title.replace(/^Error: /, '');
+  // The title without errors, known only when the page came without them.
+  const pageTitle = summary.hidden ? document.title : null;
 
+  // The browser's bubbles would stop the submit before the page shows its own messages.
+  form.noValidate = true;
+
+  // A message of the page; a per-field entry (an object) is picked by the field's name.
+  // {placeholders} are filled from `values`; a missing message reads as an empty string.
+  function say(key, values, fieldName) {
+    let text = messages[key];
+    if (text && typeof text === 'object') {
+      text = text[fieldName] || text.default;
+    }
+    return String(text || '').replace(/\{(\w+)\}/g, (whole, name) => (
+      values && name in values ? String(values[name]) : whole));
+  }
+
+  function formatted(value, options) {
+    try {
+      return new Intl.NumberFormat(lang, options).format(value);
+    } catch (error) {
+      return String(value);
+    }
+  }
+
+  function percentText(percent) {
+    return formatted(percent / 100, { style: 'percent', maximumFractionDigits: 0 });
+  }
+
+  // Binary units, as the server's limit is counted; the unit's name comes from the browser.
   function humanSize(bytes) {
-    if (bytes < 1024) {
-      return `${bytes} bytes`;
-    }
-    if (bytes < 1024 * 1024) {
-      return `${(bytes / 1024).toFixed(1)} KB`;
-    }
-    return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+    const [unit, size] = bytes < 1024 ? ['byte', 1]
+      : bytes < 1024 * 1024 ? ['kilobyte', 1024] : ['megabyte', 1024 * 1024];
+    const digits = size === 1 ? 0 : 1;
+    return formatted(bytes / size, {
+      style: 'unit', unit, unitDisplay: 'short',
+      minimumFractionDigits: digits, maximumFractionDigits: digits,
+    });
+  }
+
+  // The extensions the file input's accept="…" lists (".pdf,.png"); MIME entries are ignored.
+  function extensionsAccepted(input) {
+    return ((input && input.getAttribute('accept')) || '')
+      .split(',')
+      .map((entry) => entry.trim().toLowerCase())
+      .filter((entry) => entry.startsWith('.') && entry.length > 1)
+      .map((entry) => entry.slice(1));
   }
 
   function extensionOf(filename) {
@@ -52,6 +101,10 @@
   function controlFor(name) {
     const control = document.getElementById(name);
     return control && form.contains(control) ? control : null;
+  }
+
+  function errorContainer(name) {
+    return document.getElementById(`${name}-error`);
   }
 
   function describedBy(control, errorId, present) {
@@ -67,14 +120,14 @@
     }
   }
 
-  function setFieldError(name, messages) {
-    const container = document.getElementById(`${name}-error`);
+  function setFieldError(name, messagesOfField) {
+    const container = errorContainer(name);
     const control = controlFor(name);
     if (!container || !control) {
       return false;
     }
     container.textContent = '';
-    messages.forEach((message) => {
+    messagesOfField.forEach((message) => {
       const line = document.createElement('span');
       line.className = 'field-error-message';
       line.textContent = message;
@@ -87,7 +140,7 @@
   }
 
   function clearFieldError(name) {
-    const container = document.getElementById(`${name}-error`);
+    const container = errorContainer(name);
     const control = controlFor(name);
     if (container) {
       container.textContent = '';
@@ -103,9 +156,16 @@
     form.querySelectorAll('.field-error').forEach((container) => {
       clearFieldError(container.id.replace(/-error$/, ''));
     });
+    // The server's notice (nothing was sent) belongs to the earlier attempt.
+    const notice = document.getElementById('form-notice');
+    if (notice) {
+      notice.remove();
+    }
     summaryList.textContent = '';
     summary.hidden = true;
-    document.title = pageTitle;
+    if (pageTitle !== null) {
+      document.title = pageTitle;
+    }
   }
 
   function addSummaryItem(message, fieldName) {
@@ -123,8 +183,13 @@
 
   // The title says so too, as the server's error page does: it is read first on a change.
   function showSummary() {
+    if (messages.summary_title && summaryTitle) {
+      summaryTitle.textContent = say('summary_title');
+    }
     summary.hidden = false;
-    document.title = `Error: ${pageTitle}`;
+    if (messages.error_title) {
+      document.title = say('error_title');
+    }
     summary.focus();
   }
 
@@ -140,9 +205,9 @@
     const names = Object.keys(errors).sort((a, b) => fieldPosition(a) - fieldPosition(b));
     names.forEach((name) => {
       const raw = errors[name];
-      const messages = (Array.isArray(raw) ? raw : [raw]).map(String);
-      const linked = setFieldError(name, messages);
-      messages.forEach((message) => addSummaryItem(message, linked ? name : null));
+      const list = (Array.isArray(raw) ? raw : [raw]).map(String);
+      const linked = setFieldError(name, list);
+      list.forEach((message) => addSummaryItem(message, linked ? name : null));
     });
     showSummary();
   }
@@ -152,37 +217,111 @@
     showSummary();
   }
 
+  // What the server measures: CRLF counts as one character; a single-line field is measured
+  // without the spaces the server strips or joins (never stricter than the server).
+  function measuredText(control) {
+    if (control.tagName === 'TEXTAREA') {
+      return control.value.replace(/\r\n/g, '\n');
+    }
+    return control.value.replace(/ {2,}/g, ' ').replace(/^ +| +$/g, '');
+  }
+
+  // The first problem with one text control, in the server's order: required, length, shape.
+  // Without words for it on the page, the problem is left for the server to answer.
+  function controlProblem(control) {
+    return textProblem(control) || null;
+  }
+
+  function textProblem(control) {
+    const name = control.name;
+    if (!control.value.trim()) {
+      return control.required ? say('required', null, name) : null;
+    }
+    const text = measuredText(control);
+    const max = Number(control.getAttribute('maxlength'));
+    // Code points, as Python's len() counts them (not UTF-16 units).
+    if (max > 0 && Array.from(text).length > max) {
+      return say('too_long', { max: formatted(max) }, name);
+    }
+    if (control.type === 'email' && !EMAIL_SHAPE.test(text)) {
+      return say('email_invalid', null, name);
+    }
+    return null;
+  }
+
+  // The fields the page can show an error beside (the honeypot has no such place).
+  function checkedControls() {
+    return Array.prototype.filter.call(form.elements, (control) => (
+      /^(INPUT|SELECT|TEXTAREA)$/.test(control.tagName)
+      && !['hidden', 'file', 'submit', 'button'].includes(control.type)
+      && control.name && !control.disabled && errorContainer(control.name)));
+  }
+
+  function fileProblem(file) {
+    if (file.size > maxBytes) {
+      return say('file_too_large');
+    }
+    if (allowed.length && !allowed.includes(extensionOf(file.name))) {
+      return say('file_type');
+    }
+    return null;
+  }
+
+  // Clearing the input keeps the refused file out of the request.
+  function refuseFile(file, problem) {
+    fileInput.value = '';
+    rejectedFileMessage = problem;
+    setFieldError('attachment', [problem]);
+    if (fileInfo) {
+      fileInfo.textContent = say('file_not_added', { name: file.name, size: humanSize(file.size) });
+    }
+  }
+
   function checkFile() {
     clearFieldError('attachment');
-    fileInfo.textContent = '';
+    if (fileInfo) {
+      fileInfo.textContent = '';
+    }
     rejectedFileMessage = null;
     const file = fileInput.files && fileInput.files[0];
     if (!file) {
       return;
     }
-    const described = `${file.name} (${humanSize(file.size)})`;
-    let problem = null;
-    if (file.size > maxBytes) {
-      problem = data.msgTooLarge;
-    } else if (allowed.length && !allowed.includes(extensionOf(file.name))) {
-      problem = data.msgBadType;
+    const problem = fileProblem(file);
+    if (problem) {
+      refuseFile(file, problem);
+    } else if (fileInfo) {
+      fileInfo.textContent = say('file_selected', { name: file.name, size: humanSize(file.size) });
     }
-    if (!problem) {
-      fileInfo.textContent = `Selected: ${described}`;
-      return;
+  }
+
+  // Every problem the page can see before sending, by field name, as the server answers them.
+  function problems() {
+    const found = {};
+    checkedControls().forEach((control) => {
+      const problem = controlProblem(control);
+      if (problem) {
+        found[control.name] = [problem];
+      }
+    });
+    const file = fileInput && fileInput.files && fileInput.files[0];
+    const refusal = file ? fileProblem(file) : null;
+    if (refusal) {
+      refuseFile(file, refusal);
     }
-    // Clearing the input keeps the refused file out of the request.
-    fileInput.value = '';
-    rejectedFileMessage = problem;
-    setFieldError('attachment', [problem]);
-    fileInfo.textContent = `Not added: ${described}. Choose another file, or send the message without one.`;
+    if (rejectedFileMessage) {
+      // Stop once so the visitor notices the file was not added; the next send goes without it.
+      found.attachment = [rejectedFileMessage];
+      rejectedFileMessage = null;
+    }
+    return found;
   }
 
   // No aria-busy on the form: it would silence the status live region inside it.
   function setSending(active) {
     sending = active;
     button.disabled = active;
-    button.textContent = active ? 'Sending…' : buttonLabel;
+    button.textContent = active ? (say('sending') || buttonLabel) : buttonLabel;
   }
 
   // The bar moves with every event; the live status text only every 10 %, so a screen
@@ -191,13 +330,12 @@
     progress.hidden = false;
     status.hidden = false;
     progress.value = percent;
-    progress.textContent = `${percent}%`;
+    progress.textContent = percentText(percent);
     const step = percent >= 100 ? 100 : Math.floor(percent / 10) * 10;
     if (step !== announcedStep) {
       announcedStep = step;
-      status.textContent = step === 100
-        ? 'Uploaded: 100%. Waiting for the server to confirm…'
-        : `Uploading: ${step}%`;
+      status.textContent = say(step === 100 ? 'upload_done' : 'upload_progress',
+        { percent: percentText(step) });
     }
   }
 
@@ -210,11 +348,9 @@
     announcedStep = -1;
   }
 
+  // An answer without the server's JSON (a proxy's page, say): the page's nearest words.
   function fallbackMessage(code) {
-    if (code === 413) {
-      return data.msgTooLarge || SERVER_ERROR;
-    }
-    return code === 429 ? RATE_LIMITED : SERVER_ERROR;
+    return (code === 413 && say('file_too_large')) || say('network_error');
   }
 
   function handleResponse(xhr) {
@@ -226,8 +362,7 @@
     }
     // A 2xx covers 202 and, should the server answer HTML, the followed 303.
     if (xhr.status >= 200 && xhr.status < 300) {
-      status.textContent = 'Sent. Opening the confirmation page…';
-      window.location.assign(data.thanksUrl);
+      window.location.assign(form.dataset.thanksUrl);
       return;
     }
     setSending(false);
@@ -244,7 +379,7 @@
   function failNetwork() {
     setSending(false);
     hideProgress();
-    showMessage(NETWORK_ERROR);
+    showMessage(say('network_error'));
   }
 
   function send() {
@@ -272,15 +407,9 @@
       return;
     }
     clearErrors();
-    if (rejectedFileMessage) {
-      // Stop once so the visitor notices the file was not added; the next send goes without it.
-      const message = rejectedFileMessage;
-      rejectedFileMessage = null;
-      showErrors({ attachment: [message] });
-      return;
-    }
-    if (!form.checkValidity()) {
-      form.reportValidity();
+    const found = problems();
+    if (Object.keys(found).length) {
+      showErrors(found);
       return;
     }
     send();
@@ -296,7 +425,7 @@
     }
   }
 
-  if (fileInput && fileInfo) {
+  if (fileInput) {
     fileInput.addEventListener('change', checkFile);
   }
   summary.addEventListener('click', onSummaryClick);

@@ -116,6 +116,9 @@ def worker_env(app: Flask, **extra: Any) -> dict[str, str]:
         "MAIL_DEFAULT_SENDER": config["MAIL_DEFAULT_SENDER"], "CONTACT_RECIPIENTS": RECIPIENTS,
         "CONTACT_RATE_LIMIT": "off", "DELIVERY_RETRY_BASE_SECONDS": "1",
         "DELIVERY_RETRY_MAX_SECONDS": "2", "DELIVERY_POLL_SECONDS": "1",
+        # One loop per process: these tests count DATA commands and claims one
+        # connection at a time; the pool has its own (tests/test_parallel_delivery.py).
+        "DELIVERY_CONCURRENCY": "1",
         "PYTHONUNBUFFERED": "1",
     })
     env.update({key: str(value) for key, value in extra.items()})

@@ -13,9 +13,17 @@ Its behaviour is switched at run time from the test thread through ``SMTPTestSer
 * ``drop_quit``  - 250 to DATA (mail recorded), then QUIT closes the connection without a reply.
 * ``silent``     - a raw listener accepts TCP connections and never sends the greeting.
 * ``down``       - nothing listens on the port (connections are refused).
+* ``reply``      - the text of ``reply`` (a whole SMTP reply line, code first) to DATA.
 
-``fail_times = N`` limits the failing modes (421/451/550/552/drop_data) to the next N DATA
+``fail_times = N`` limits the failing modes (421/451/550/552/drop_data/reply) to the next N DATA
 commands; after that the mode resets to ``accept``.
+
+TLS and AUTH are chosen when the server is made: ``ssl_context`` (a server context) offers
+STARTTLS, or with ``implicit_tls=True`` wraps every connection in TLS from the start;
+``auth=True`` offers AUTH PLAIN/LOGIN (after TLS only, unless ``auth_cleartext=True``).
+Every AUTH command line is kept in ``auth_commands`` (credentials included, whether or not
+the server would take them) and every login checked in ``logins``; ``refuse_logins = True``
+answers 535 (or the text of ``login_refusal``) to each.
 
 The port is reserved for the lifetime of the object (a bound, non-listening SO_REUSEADDR
 socket), so ``stop()``/``start()`` and ``down``/``accept`` always come back on the same port
@@ -30,6 +38,7 @@ import email.message
 import email.policy
 import errno
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -38,15 +47,16 @@ from email.parser import BytesParser
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
-__all__ = ["MODES", "ReceivedMail", "SMTPTestServer"]
+__all__ = ["MODES", "Login", "ReceivedMail", "SMTPTestServer"]
 
 MODES = frozenset(
-    {"accept", "delay", "421", "451", "550", "552", "drop_data", "drop_quit", "silent", "down"}
+    {"accept", "delay", "421", "451", "550", "552", "drop_data", "drop_quit", "silent", "down",
+     "reply"}
 )
 # Modes that make DATA fail and are therefore limited by ``fail_times``.
-FAILING_MODES = frozenset({"421", "451", "550", "552", "drop_data"})
+FAILING_MODES = frozenset({"421", "451", "550", "552", "drop_data", "reply"})
 _REPLIES = {
     "421": "421 4.3.0 Service shutting down",
     "451": "451 4.3.0 Try again later",
@@ -74,6 +84,16 @@ class ReceivedMail:
     rcpt_tos: list[str]
     data: bytes
     message: email.message.EmailMessage
+
+
+@dataclass(frozen=True)
+class Login:
+    """One login the server checked: mechanism, credentials, whether it came over TLS."""
+
+    mechanism: str
+    username: str
+    password: str
+    tls: bool
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -122,6 +142,12 @@ class _Session(SMTP):
         self._owner._session_closed(self)
         super().connection_lost(error)
 
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str) -> None:
+        # Recorded before aiosmtpd looks at it: a refused AUTH still carried its credentials.
+        self._owner._record_auth_command(arg)
+        await super().smtp_AUTH(arg)
+
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         # Counted here rather than in handle_DATA so refused/dropped DATA commands count too.
@@ -166,6 +192,7 @@ class _Controller(Controller):
             data_size_limit=DATA_SIZE_LIMIT,
             decode_data=False,
             enable_SMTPUTF8=True,
+            **owner._tls_and_auth_kwargs(),
         )
         self._owner = owner
         self._sock = sock
@@ -176,7 +203,8 @@ class _Controller(Controller):
     def _create_server(self) -> Any:
         # Binding ourselves (in the caller's thread) makes bind errors immediate; the library
         # binds in its thread and only reports failure after the whole ready_timeout.
-        return self.loop.create_server(self._factory_invoker, sock=self._sock)
+        return self.loop.create_server(self._factory_invoker, sock=self._sock,
+                                       ssl=self.ssl_context)
 
     def _trigger_server(self) -> None:
         # Controller.start() opens a probe connection to force the lazy factory() call. We
@@ -189,7 +217,13 @@ class _Controller(Controller):
             self._owner._probe_peers.add(local)
             try:
                 probe.connect((host, self._owner.port))
-                probe.recv(1024)
+                if self.ssl_context is not None:  # implicit TLS: the greeting comes encrypted
+                    client = ssl.create_default_context()
+                    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+                    with client.wrap_socket(probe) as tls:
+                        tls.recv(1024)
+                else:
+                    probe.recv(1024)
             finally:
                 self._owner._probe_peers.discard(local)
 
@@ -259,10 +293,23 @@ class _SilentListener:
 class SMTPTestServer:
     """Real SMTP server on 127.0.0.1 whose behaviour can be switched at run time."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
+                 ssl_context: ssl.SSLContext | None = None, implicit_tls: bool = False,
+                 auth: bool = False, auth_cleartext: bool = False) -> None:
+        if implicit_tls and ssl_context is None:
+            raise ValueError("implicit_tls needs an ssl_context")
         self.host = host
         self.messages: list[ReceivedMail] = []
         self.delay: float = 1.0
+        self.reply = "554 5.0.0 Custom reply"
+        self.ssl_context = ssl_context
+        self.implicit_tls = implicit_tls
+        self.auth = auth
+        self.auth_cleartext = auth_cleartext
+        self.refuse_logins = False
+        self.login_refusal = "535 5.7.8 Authentication credentials invalid"
+        self.logins: list[Login] = []
+        self.auth_commands: list[str] = []
         # Guards mode/fail_times/counters/messages; shared with the asyncio thread, so it is
         # only ever held briefly and never while waiting on another thread.
         self._cond = threading.Condition()
@@ -272,6 +319,8 @@ class SMTPTestServer:
         self._fail_times: int | None = None
         self._data_commands = 0
         self._connections = 0
+        self._in_data = 0  # DATA commands being answered right now
+        self._peak_in_data = 0
         self._active = False
         self._handler = _Handler(self)
         self._controller: _Controller | None = None
@@ -362,6 +411,12 @@ class SMTPTestServer:
         with self._cond:
             return self._connections
 
+    @property
+    def peak_concurrent_data(self) -> int:
+        """The most DATA commands this server was answering at once (e.g. in ``delay`` mode)."""
+        with self._cond:
+            return self._peak_in_data
+
     def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedMail]:
         """Block until at least ``count`` mails were accepted; AssertionError on timeout."""
         with self._cond:
@@ -382,8 +437,11 @@ class SMTPTestServer:
         """Forget received mails and zero the counters (mode and fail_times are kept)."""
         with self._cond:
             self.messages.clear()
+            self.logins.clear()
+            self.auth_commands.clear()
             self._data_commands = 0
             self._connections = 0
+            self._peak_in_data = 0
 
     # -- listener management (test thread, under _lifecycle) ----------------------------
 
@@ -418,7 +476,40 @@ class SMTPTestServer:
             raise
         self._controller = controller
 
+    def _tls_and_auth_kwargs(self) -> dict[str, Any]:
+        """The Controller's arguments for the TLS and AUTH chosen at construction."""
+        kwargs: dict[str, Any] = {}
+        if self.implicit_tls:
+            kwargs["ssl_context"] = self.ssl_context
+        elif self.ssl_context is not None:
+            kwargs["tls_context"] = self.ssl_context
+        if self.auth:
+            kwargs["authenticator"] = self._authenticate
+            # aiosmtpd counts only STARTTLS as TLS; an implicit TLS connection is one too.
+            kwargs["auth_require_tls"] = not (self.auth_cleartext or self.implicit_tls)
+        return kwargs
+
     # -- callbacks from the server threads ----------------------------------------------
+
+    def _record_auth_command(self, arg: str) -> None:
+        with self._cond:
+            self.auth_commands.append(arg)
+
+    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,
+                      mechanism: str, auth_data: Any) -> AuthResult:
+        transport = server.transport
+        tls = transport is not None and transport.get_extra_info("ssl_object") is not None
+        if isinstance(auth_data, LoginPassword):
+            login = Login(mechanism, auth_data.login.decode(errors="replace"),
+                          auth_data.password.decode(errors="replace"), tls)
+        else:
+            login = Login(mechanism, "", "", tls)
+        with self._cond:
+            self.logins.append(login)
+            refuse, refusal = self.refuse_logins, self.login_refusal
+        if refuse:
+            return AuthResult(success=False, handled=False, message=refusal)
+        return AuthResult(success=True, auth_data=auth_data)
 
     def _count_connection(self) -> None:
         with self._cond:
@@ -474,6 +565,16 @@ class SMTPTestServer:
             self._cond.notify_all()
 
     async def _on_data(self, server: SMTP, envelope: Envelope) -> str:
+        with self._cond:
+            self._in_data += 1
+            self._peak_in_data = max(self._peak_in_data, self._in_data)
+        try:
+            return await self._answer_data(server, envelope)
+        finally:
+            with self._cond:
+                self._in_data -= 1
+
+    async def _answer_data(self, server: SMTP, envelope: Envelope) -> str:
         mode = self._take_mode()
         if mode == "delay":
             await asyncio.sleep(self.delay)
@@ -483,6 +584,8 @@ class SMTPTestServer:
             return _REPLIES["421"]
         elif mode in _REPLIES:
             return _REPLIES[mode]
+        elif mode == "reply":
+            return self.reply
         elif mode == "drop_data":
             await _drop(server)
             return "451 4.3.0 Connection should have been dropped"

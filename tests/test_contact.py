@@ -281,7 +281,9 @@ def test_healthz_reports_outbox_counts(client, smtp_server):
         if body["outbox"]["sent"] == 2:
             break
         time.sleep(0.1)
-    assert body == {"status": "ok", "outbox": {"queued": 0, "sending": 0, "sent": 2, "failed": 0}}
+    assert body == {"status": "ok", "outbox": {"queued": 0, "sending": 0, "sent": 2, "failed": 0},
+                    "smtp": {"error": None, "since": None},
+                    "verdicts": {"ham": 1, "suspect": 0, "spam": 0}}
 
 
 def test_healthz_answers_503_when_the_database_is_gone(make_app, tmp_path):

@@ -312,11 +312,14 @@ def test_queued_and_abandoned_mails_are_picked_up_when_a_process_starts(
     wait_until(lambda: statuses(started)["sent"] == 2, 10, "both mails sent")
 
 
-def test_undelivered_mail_fails_as_expired_after_its_give_up_time(app, smtp_server):
+def test_undelivered_mail_fails_as_expired_after_its_give_up_time(make_app, smtp_server):
+    """The last attempt before the give-up time ends it, with the server's reply."""
     smtp_server.mode = "451"
+    # Driven by hand; the next try (after 45-60 s) would come after the give-up time.
+    app = make_app(deliver=False, DELIVERY_RETRY_BASE_SECONDS=60, DELIVERY_RETRY_MAX_SECONDS=60)
     (mail_id,) = queue_submissions(app)
     with app.app_context():
-        db.session.execute(update(OutboxMail).values(expires_at=utcnow()))
+        db.session.execute(update(OutboxMail).values(expires_at=utcnow() + timedelta(seconds=20)))
         db.session.commit()
     deliver_now(app)
     expired = row(app, mail_id)

@@ -138,8 +138,10 @@ def test_unknown_storage_uri_fails_at_start_naming_the_variable(make_app):
         make_app(RATELIMIT_STORAGE_URI="nosuchstore://localhost")
 
 
-def test_database_storage_counts_and_ends_windows(app, monkeypatch):
+def test_database_storage_counts_and_ends_windows(make_app, monkeypatch):
     """incr/get/get_expiry/clear of the hand-written storage, with a controlled clock."""
+    # No delivery thread: its daily retention pass would prune these fake-clock windows.
+    app = make_app(deliver=False)
     now = [1_000_000.0]
     monkeypatch.setattr(limits_module, "time", type("Clock", (), {"time": lambda: now[0]}))
     storage = DatabaseStorage()

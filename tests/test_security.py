@@ -60,7 +60,7 @@ PAGES = {
     "sent form": (lambda c: post_form(c), 303),
     "invalid form": (lambda c: post_form(c, email="nope"), 422),
     "csrf refused": (lambda c: c.post("/", data=VALID), 400),
-    "not found": (lambda c: c.get("/admin"), 404),
+    "not found": (lambda c: c.get("/no-such-page"), 404),
     "method not allowed": (lambda c: c.put("/"), 405),
     "too large": (lambda c: c.post("/", data=b"x", content_type="multipart/form-data; boundary=x",
                                    environ_overrides={"CONTENT_LENGTH": str(2**31)}), 413),
@@ -169,7 +169,7 @@ def form_tokens_over_https(client) -> dict[str, str]:
 def test_replayed_form_answers_alike_and_stores_and_sends_nothing_new(app, client, smtp_server):
     tokens = form_tokens(client)
     first = post_form(client, json=True, tokens=tokens)
-    again = post_form(client, json=True, tokens=tokens, subject="Changed", email="eve@example.com")
+    again = post_form(client, json=True, tokens=tokens)
     assert first.status_code == again.status_code == 202
     assert first.get_json() == again.get_json()
     deliver_everything(app)
@@ -177,6 +177,18 @@ def test_replayed_form_answers_alike_and_stores_and_sends_nothing_new(app, clien
         assert db.session.scalar(select(func.count()).select_from(OutboxMail)) == 2
     assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == [
         "ada@example.com", "sales@example.com"]
+
+
+def test_replayed_key_with_other_content_is_a_new_submission(app, client, smtp_server):
+    """SPEC §5: only a true double submit folds; a key reused for other words stores them."""
+    tokens = form_tokens(client)
+    first = post_form(client, json=True, tokens=tokens)
+    again = post_form(client, json=True, tokens=tokens, subject="Changed", email="eve@example.com")
+    assert first.status_code == again.status_code == 202
+    assert first.get_json()["id"] != again.get_json()["id"]
+    deliver_everything(app)
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == [
+        "ada@example.com", "eve@example.com", "sales@example.com", "sales@example.com"]
 
 
 def test_redirect_is_relative_whatever_the_host_header(client):

@@ -9,23 +9,43 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, request
+from flask_babel import LazyString, format_number, get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from werkzeug.datastructures import CombinedMultiDict, MultiDict
 from wtforms import EmailField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
+from .. import i18n
 from ..config import Recipient
 from ..submissions.files import CheckedUpload
 from ..submissions.models import EMAIL_COLUMN, EMAIL_MAX, MESSAGE_MAX, NAME_MAX, SUBJECT_MAX
 from . import uploads
+from .characters import describe, hidden_in_line, hidden_in_message
 
 # U+0085, U+2028 and U+2029 end a line for some mail software though they are not Cc.
 LINE_SEPARATORS = {"\u0085", "\u2028", "\u2029"}
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 # Such addresses need SMTPUTF8, which our outgoing path does not offer.
-NON_ASCII_LOCAL_PART = ("Enter an address whose part before the @ uses only the letters a-z, "
-                        "digits and . _ + - : we cannot send mail to other characters there.")
+NON_ASCII_LOCAL_PART = _l("Enter an address whose part before the @ uses only the letters a-z, "
+                          "digits and . _ + - : we cannot send mail to other characters there.")
+# How an error names its field, in words (the labels alone read oddly in a sentence).
+FIELD_WORDS = {"recipient": _l("The recipient you chose"), "name": _l("Your name"),
+               "email": _l("Your email address"), "subject": _l("The subject"),
+               "message": _l("Your message")}
+# email-validator explains a refusal in English only: other languages get the example instead.
+EXPLAINED_IN = "en"
+
+
+def at_most(message: LazyString, limit: int) -> LazyString:
+    """A length limit's message, translated and with the number written for the language."""
+    return LazyString(lambda: str(message) % {"max": format_number(limit)})
+
+
+USE_AT_MOST = _l("Use at most %(max)s characters.")
+ADDRESS_TOO_LONG = at_most(_l("An email address has at most %(max)s characters."), EMAIL_MAX)
 
 
 def _strip(value: Any) -> Any:
@@ -33,22 +53,51 @@ def _strip(value: Any) -> Any:
     return value.strip(" ") if isinstance(value, str) else value
 
 
+def _one_space(value: Any) -> Any:
+    # A display name's runs of spaces would not survive a mail reader's parsing alike.
+    return " ".join(part for part in value.split(" ") if part) if isinstance(value, str) else value
+
+
 def _newlines(value: Any) -> Any:
     # Browsers send CRLF yet count it as one character against maxlength; so do we.
     return value.replace("\r\n", "\n") if isinstance(value, str) else value
 
 
+def hidden_character(field: Any, text: str, pos: int) -> ValidationError:
+    """The refusal of an invisible character, naming the field, the character and its place."""
+    return ValidationError(_(
+        "%(field)s contains an invisible or text-direction character, %(character)s, at "
+        "character %(position)s. Such characters can hide or reorder what you wrote: type the "
+        "text again without it.", field=FIELD_WORDS.get(field.name, field.label.text),
+        character=describe(text[pos]), position=pos + 1))
+
+
 def single_line(_form: Any, field: Any) -> None:
-    """Refuse line breaks and control characters: they could forge mail headers."""
+    """Refuse line breaks, control and invisible characters: they forge headers, disguise text."""
     value = field.data or ""
     if any(unicodedata.category(c) in {"Cc", "Zl", "Zp"} or c in LINE_SEPARATORS for c in value):
-        raise ValidationError("Use a single line without line breaks or control characters.")
+        raise ValidationError(_("Use a single line without line breaks or control characters."))
+    pos = hidden_in_line(value)
+    if pos is not None:
+        raise hidden_character(field, value, pos)
 
 
 def no_control_characters(_form: Any, field: Any) -> None:
-    """Multi-line text may hold tabs and line breaks, but no other control characters."""
-    if any(unicodedata.category(c) == "Cc" and c not in "\t\r\n" for c in field.data or ""):
-        raise ValidationError("Remove the control characters from your message.")
+    """Multi-line text: tabs and line breaks, but no other controls, reordering or tags."""
+    value = field.data or ""
+    if any(unicodedata.category(c) == "Cc" and c not in "\t\r\n" for c in value):
+        raise ValidationError(_("Remove the control characters from your message."))
+    pos = hidden_in_message(value)
+    if pos is not None:
+        raise hidden_character(field, value, pos)
+
+
+def invalid_address(error: EmailNotValidError) -> str:
+    """Why an address was refused: email-validator's reason where it speaks the language."""
+    locale = get_locale()
+    if locale is not None and locale.language == EXPLAINED_IN:
+        return str(_("Enter a valid email address. %(reason)s", reason=str(error)))
+    return str(_("Enter a valid email address, such as name@example.com."))
 
 
 def new_submission_key() -> str:
@@ -56,7 +105,7 @@ def new_submission_key() -> str:
     return secrets.token_urlsafe(24)
 
 
-def posted_fields() -> CombinedMultiDict:
+def posted_fields() -> CombinedMultiDict[str, Any]:
     """The text parts of the posted form, and files from the `attachment` part only."""
     files = MultiDict([("attachment", file) for file in request.files.getlist("attachment")])
     return CombinedMultiDict([files, request.form])
@@ -77,29 +126,44 @@ class ContactForm(FlaskForm):
             wrapped = super().wrap_formdata(form, formdata)
             return wrapped if wrapped is None or wrapped is formdata else posted_fields()
 
-    recipient = SelectField("To", validate_choice=False)
-    name = StringField("Your name", filters=[_strip], validators=[
-        Length(max=NAME_MAX, message=f"Use at most {NAME_MAX} characters."), single_line])
-    email = EmailField("Your email address", filters=[_strip], validators=[
-        DataRequired("Enter your email address."),
-        Length(max=EMAIL_MAX, message=f"An email address has at most {EMAIL_MAX} characters."),
+    # Labels and messages are lazy: translated when shown, in the request's language.
+    recipient = SelectField(_l("To"), validate_choice=False, validators=[single_line])
+    name = StringField(_l("Your name"), filters=[_one_space], validators=[
+        Length(max=NAME_MAX, message=at_most(USE_AT_MOST, NAME_MAX)),
         single_line])
-    subject = StringField("Subject", filters=[_strip], validators=[
-        DataRequired("Enter a subject."),
-        Length(max=SUBJECT_MAX, message=f"Use at most {SUBJECT_MAX} characters."), single_line])
-    message = TextAreaField("Message", filters=[_newlines], validators=[
-        DataRequired("Enter your message."),
-        Length(max=MESSAGE_MAX, message=f"Use at most {MESSAGE_MAX:,} characters."),
+    email = EmailField(_l("Your email address"), filters=[_strip], validators=[
+        DataRequired(_l("Enter your email address.")),
+        Length(max=EMAIL_MAX, message=ADDRESS_TOO_LONG),
+        single_line])
+    subject = StringField(_l("Subject"), filters=[_strip], validators=[
+        DataRequired(_l("Enter a subject.")),
+        Length(max=SUBJECT_MAX, message=at_most(USE_AT_MOST, SUBJECT_MAX)),
+        single_line])
+    message = TextAreaField(_l("Message"), filters=[_newlines], validators=[
+        DataRequired(_l("Enter your message.")),
+        Length(max=MESSAGE_MAX, message=at_most(USE_AT_MOST, MESSAGE_MAX)),
         no_control_characters])
-    attachment = FileField("Attachment")
-    website = StringField("Leave this field empty")
+    attachment = FileField(_l("Attachment"))
+    website = StringField(_l("Leave this field empty"))
     submission_key = HiddenField()
+    # The spam defence's fields, judged by contact_site.spam (SPEC §12): when the form was
+    # served (signed, issue_form_time) and the proof of work that static/altcha.js fills in.
+    form_time = HiddenField()
+    altcha = HiddenField()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.recipients: tuple[Recipient, ...] = current_app.config["CONTACT_RECIPIENTS"]
         self.recipient.choices = [(r.slug, r.name) for r in self.recipients]
         self.checked_upload: CheckedUpload | None = None
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        """Validate; every error message as text in the request's language."""
+        valid = bool(super().validate(extra_validators))
+        for field in self:
+            # Text, not LazyString: Jinja takes anything with __html__ for safe markup.
+            field.errors = [str(error) for error in field.errors]
+        return valid
 
     def chosen_recipient(self) -> Recipient:
         """The recipient picked (or the only one): never an address from the visitor."""
@@ -111,7 +175,7 @@ class ContactForm(FlaskForm):
         if not field.data and len(self.recipients) == 1:
             return
         if field.data not in {r.slug for r in self.recipients}:
-            raise ValidationError("Choose who to write to.")
+            raise ValidationError(_("Choose who to write to."))
 
     def validate_email(self, field: Any) -> None:
         """One real-looking address, which the SMTP path can carry; kept in ASCII form."""
@@ -124,16 +188,16 @@ class ContactForm(FlaskForm):
                 allow_display_name=False, allow_domain_literal=False, strict=True,
             )
         except EmailNotValidError as error:
-            raise ValidationError(f"Enter a valid email address. {error}") from None
+            raise ValidationError(invalid_address(error)) from None
         address = result.ascii_email or result.normalized
         if len(address) > EMAIL_MAX:  # an IDN domain grows when written in ASCII
-            raise ValidationError("An email address has at most 254 characters.")
+            raise ValidationError(str(ADDRESS_TOO_LONG))
         field.data = address
 
     def validate_submission_key(self, field: Any) -> None:
         """A key issued with the form, or none (then a fresh one is used)."""
         if field.data and not KEY_PATTERN.fullmatch(field.data):
-            raise ValidationError("This form is out of date: reload the page and send it again.")
+            raise ValidationError(_("This form is out of date: reload the page and send it again."))
 
     def validate_attachment(self, field: Any) -> None:
         """Size (413), extension, sniffed content and emptiness of the optional file."""
@@ -159,6 +223,7 @@ class ContactForm(FlaskForm):
             "recipient_slug": recipient.slug, "recipient_name": recipient.name,
             "recipient_address": recipient.address, "name": self.name.data or "",
             "email": self.email.data, "subject": self.subject.data, "message": self.message.data,
+            "language": i18n.current_language(),
         }
 
     def spam_fields(self) -> dict[str, Any]:
@@ -174,4 +239,5 @@ class ContactForm(FlaskForm):
             "email": cut(self.email.data, EMAIL_COLUMN),
             "subject": cut(self.subject.data, SUBJECT_MAX),
             "message": cut(self.message.data, MESSAGE_MAX),
+            "language": i18n.current_language(),
         }

@@ -37,5 +37,5 @@ def init_app(app: Flask) -> None:
 
 def backend_of(app: Flask | None = None) -> DeliveryBackend:
     """The delivery backend of this app (or the current one)."""
-    app = app or cast(Flask, current_app)
+    app = app or current_app
     return cast(DeliveryBackend, app.extensions["contact_delivery"])

@@ -5,23 +5,32 @@ from __future__ import annotations
 import base64
 import calendar
 import os
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from email import policy
 from email.charset import QP, Charset
+from email.headerregistry import Address
+from email.mime.base import MIMEBase
 from email.mime.text import MIMEText
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from flask import current_app, render_template
+from flask_babel import lazy_gettext as _l
 from flask_mail import Message
 
-from ..submissions.models import Submission
+from .. import i18n
+from ..submissions.models import SUSPECT, Submission
+from .headers import address_header, parse_address, text_header
 from .models import Kind
 
-THANK_YOU_SUBJECT = "Thank you for your message"
+THANK_YOU_SUBJECT = _l("Thank you for your message")
 THANK_YOU_FILENAME = "thank-you.pdf"
-# SMTP requires CRLF; Flask-Mail's as_bytes() leaves bare LF in the parts.
+# SMTP requires CRLF; Flask-Mail's as_bytes() leaves bare LF in the parts. Its
+# refolding of long lines is kept for the parts' headers (RFC 2231 file names);
+# the address and subject headers are written by .headers and never refolded.
 SMTP_POLICY = policy.SMTP
 # 57 raw bytes make one 76-character base64 line; a block of whole lines keeps
 # the streamed encoding identical to encoding the file at once.
@@ -72,23 +81,61 @@ class CRLFMessage(Message):
     """A Flask-Mail message with CRLF line endings, quoted-printable bodies, streamed files."""
 
     file_attachment: tuple[str, str, Path] | None = None
+    # An attachment already base64-encoded with CRLF lines (the thank-you PDF, encoded
+    # once per process): spliced in as it is.
+    encoded_attachment: tuple[str, str, bytes] | None = None
     dispatched = False  # set once the server has answered 250 to the data
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # From, To and Reply-To as structured values: Flask-Mail's own fields keep
+        # bare addresses only, for the envelope and its header checks.
+        self.address_headers: dict[str, tuple[Address, ...]] = {}
 
     def _mimetext(self, text: str | None, subtype: str = "plain") -> MIMEText:
         """A body part SMTP can carry whatever the visitor typed."""
-        return MIMEText(text or "", _subtype=subtype, _charset=_quoted_printable_utf8())
+        # The stubs want a name; a Charset object is what carries the QP body encoding.
+        return MIMEText(text or "", _subtype=subtype,
+                        _charset=_quoted_printable_utf8())  # type: ignore[arg-type]
+
+    def _message(self) -> MIMEBase:
+        """Flask-Mail's message, with the address and subject headers written from values."""
+        message = super()._message()
+        composed = {name: address_header(name, addresses)
+                    for name, addresses in self.address_headers.items()}
+        if self.subject:
+            composed["Subject"] = text_header("Subject", self.subject)
+        for name, header in composed.items():
+            if name in message:
+                message.replace_header(name, header)  # in place, keeping the order
+            else:
+                message[name] = header
+        return message
 
     def attach_file(self, filename: str, content_type: str, path: Path) -> None:
         """Attach a file from disk, read only while the mail is sent (it must exist now)."""
         path.stat()  # a missing file fails here, at compose time, not mid-DATA
         self.file_attachment = (filename, content_type, path)
 
+    def attach_encoded(self, filename: str, content_type: str, encoded: bytes) -> None:
+        """Attach content already base64-encoded in CRLF lines of 76 characters."""
+        self.encoded_attachment = (filename, content_type, encoded)
+
     def as_streamed(self) -> StreamedMail:
         """The mail for SMTP, with the file attachment to be streamed from disk."""
-        if self.file_attachment is None:
-            return StreamedMail(self.as_bytes())
-        filename, content_type, path = self.file_attachment
-        # Serialise with a unique stand-in for the file, then cut the mail around it:
+        if self.file_attachment is not None:
+            filename, content_type, path = self.file_attachment
+            head, tail = self._around_stand_in(filename, content_type)
+            return StreamedMail(head, path, tail)
+        if self.encoded_attachment is not None:
+            filename, content_type, encoded = self.encoded_attachment
+            head, tail = self._around_stand_in(filename, content_type)
+            return StreamedMail(b"".join((head, encoded, tail)))
+        return StreamedMail(self._message().as_bytes(policy=SMTP_POLICY))
+
+    def _around_stand_in(self, filename: str, content_type: str) -> tuple[bytes, bytes]:
+        """The mail serialised around its attachment's content: what comes before and after."""
+        # Serialise with a unique stand-in for the content, then cut the mail around it:
         # Flask-Mail still writes the part's headers (RFC 2231 names and all).
         stand_in = os.urandom(45)
         self.attach(filename, content_type, stand_in)
@@ -99,34 +146,37 @@ class CRLFMessage(Message):
         head, found, tail = whole.partition(base64.encodebytes(stand_in).replace(b"\n", b"\r\n"))
         if not found:
             raise RuntimeError("the attachment's stand-in is missing from the serialised mail")
-        return StreamedMail(head, path, tail)
+        return head, tail
 
     def as_bytes(self) -> bytes:
         """The message serialised for SMTP, all in memory."""
-        if self.file_attachment is not None:
-            return b"".join(self.as_streamed().chunks())
-        return self._message().as_bytes(policy=SMTP_POLICY)
+        return b"".join(self.as_streamed().chunks())
 
 
-def build_message(template: str, subject: str, recipients: list[Any],
-                  **context: Any) -> CRLFMessage:
-    """A message with text and HTML bodies rendered from templates/mail/<template>.*."""
-    return CRLFMessage(
-        subject=subject,
-        recipients=recipients,
-        sender=current_app.config["MAIL_DEFAULT_SENDER"],
-        body=render_template(f"mail/{template}.txt", **context),
-        html=render_template(f"mail/{template}.html", **context),
-    )
+def build_message(template: str, subject: str, to: Address, **context: Any) -> CRLFMessage:
+    """A message from MAIL_DEFAULT_SENDER to one address, bodies from templates/mail/."""
+    return _message_with_bodies(subject, to, render_template(f"mail/{template}.txt", **context),
+                                render_template(f"mail/{template}.html", **context))
+
+
+def _message_with_bodies(subject: str, to: Address, body: str, html: str) -> CRLFMessage:
+    sender = parse_address(current_app.config["MAIL_DEFAULT_SENDER"])
+    message = CRLFMessage(subject=subject, recipients=[to.addr_spec], sender=sender.addr_spec,
+                          body=body, html=html)
+    message.address_headers.update({"From": (sender,), "To": (to,)})
+    return message
 
 
 def compose(kind: str, submission: Submission, message_id: str,
             created_at: datetime) -> CRLFMessage:
     """The mail of this kind for a submission, with its fixed Message-ID and date."""
+    # The owner reads CONTACT_OWNER_LANGUAGE; the visitor the language of their page (SPEC §11).
     if kind == Kind.OWNER:
-        message = owner_mail(submission)
+        with i18n.in_language(i18n.owner_language()):
+            message = owner_mail(submission)
     else:
-        message = thank_you_mail(submission)
+        with i18n.in_language(submission.language):
+            message = thank_you_mail(submission)
     message.msgId = message_id
     message.date = calendar.timegm(created_at.timetuple())
     return message
@@ -134,14 +184,16 @@ def compose(kind: str, submission: Submission, message_id: str,
 
 def owner_mail(submission: Submission) -> CRLFMessage:
     """The visitor's message for the site owner, with Reply-To and the upload."""
-    prefix = current_app.config["CONTACT_SUBJECT_PREFIX"]
     message = build_message(
         "to_recipient",
-        f"{prefix} {submission.subject}".strip(),
-        [(submission.recipient_name, submission.recipient_address)],
+        owner_subject(submission),
+        Address(submission.recipient_name, addr_spec=submission.recipient_address),
         submission=submission,
     )
-    message.reply_to = (submission.name, submission.email) if submission.name else submission.email
+    # Exactly one address, the validated one, whatever the name holds.
+    visitor = Address(submission.name or "", addr_spec=submission.email)
+    message.reply_to = visitor.addr_spec
+    message.address_headers["Reply-To"] = (visitor,)
     if submission.attachment_path:
         path = Path(current_app.config["UPLOAD_FOLDER"]) / submission.attachment_path
         message.attach_file(submission.attachment_name or "attachment",
@@ -149,9 +201,69 @@ def owner_mail(submission: Submission) -> CRLFMessage:
     return message
 
 
+def owner_subject(submission: Submission) -> str:
+    """CONTACT_SUBJECT_PREFIX and the visitor's subject; a suspect one marked before both."""
+    config = current_app.config
+    parts = [config["CONTACT_SUBJECT_PREFIX"], submission.subject]
+    if submission.verdict == SUSPECT:
+        parts.insert(0, config["CONTACT_SUSPECT_PREFIX"])
+    return " ".join(part.strip() for part in parts if part.strip())
+
+
 def thank_you_mail(submission: Submission) -> CRLFMessage:
     """The visitor's thank-you: fixed words, the PDF, none of the visitor's text."""
-    message = build_message("thank_you", THANK_YOU_SUBJECT, [submission.email])
-    with current_app.open_resource(current_app.config["CONTACT_THANK_YOU_PDF"]) as pdf:
-        message.attach(THANK_YOU_FILENAME, "application/pdf", pdf.read())
+    parts = thank_you_parts(i18n.current_language())
+    # The bare address: not even the visitor's name goes into this mail.
+    message = _message_with_bodies(parts.subject, Address(addr_spec=submission.email),
+                                   parts.body, parts.html)
+    message.attach_encoded(THANK_YOU_FILENAME, "application/pdf", parts.pdf_base64)
     return message
+
+
+@dataclass(frozen=True)
+class ThankYouParts:
+    """What every thank-you mail in one language shares: subject, bodies, the encoded PDF."""
+
+    subject: str
+    body: str
+    html: str
+    pdf_base64: bytes
+
+
+_parts_lock = threading.Lock()
+
+
+def thank_you_parts(language: str) -> ThankYouParts:
+    """The thank-you mail's constant parts in this language, made once per process and app.
+
+    Keyed by the PDF's path and modification time too: a replaced PDF (or a changed
+    CONTACT_THANK_YOU_PDF) is picked up by the next mail without a restart.
+    """
+    resource = thank_you_pdf(language)
+    path = Path(current_app.root_path) / resource
+    key = (language, str(path), path.stat().st_mtime_ns)
+    cache: dict[tuple[str, str, int], ThankYouParts] = current_app.extensions.setdefault(
+        "contact_thank_you_parts", {})
+    with _parts_lock:
+        found = cache.get(key)
+    if found is not None:
+        return found
+    encoded = base64.encodebytes(path.read_bytes()).replace(b"\n", b"\r\n")
+    with i18n.in_language(language):
+        made = ThankYouParts(str(THANK_YOU_SUBJECT), render_template("mail/thank_you.txt"),
+                             render_template("mail/thank_you.html"), encoded)
+    with _parts_lock:
+        for old in [k for k in cache if k[:2] == key[:2]]:  # an older version of that PDF
+            del cache[old]
+        cache[key] = made
+    return made
+
+
+def thank_you_pdf(language: str) -> str:
+    """CONTACT_THANK_YOU_PDF, or its sibling `<stem>.<language>.pdf` when that file exists."""
+    default = current_app.config["CONTACT_THANK_YOU_PDF"]
+    path = PurePath(default)
+    translated = path.with_name(f"{path.stem}.{language}{path.suffix}")
+    if (Path(current_app.root_path) / translated).is_file():
+        return str(translated)
+    return str(default)

@@ -9,7 +9,7 @@ from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import utcnow
-from ..extensions import db
+from ..extensions import Model
 from ..submissions.models import Submission
 
 
@@ -36,9 +36,11 @@ class Outcome(StrEnum):
     TRANSIENT = "transient"
     FAILED = "failed"
     EXPIRED = "expired"
+    TAKEOVER = "takeover"  # the claim lapsed while its worker was sending: it was lost
+    CONFIG_ERROR = "config_error"  # not counted: the settings, not the mail, were at fault
 
 
-class OutboxMail(db.Model):
+class OutboxMail(Model):
     """One outgoing mail and where it stands."""
 
     __tablename__ = "outbox"
@@ -59,11 +61,16 @@ class OutboxMail(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     claim_token: Mapped[str | None] = mapped_column(String(32))
     claimed_until: Mapped[datetime | None]
+    # Claims that lapsed while the mail was being sent (its worker died with it).
+    takeovers: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Set when a worker starts sending this mail, cleared when the attempt ends: a
+    # lapsed claim with it set was lost mid-send, without it only waited in a batch.
+    send_started_at: Mapped[datetime | None]
 
     submission: Mapped[Submission] = relationship(lazy="joined")
 
 
-class DeliveryAttempt(db.Model):
+class DeliveryAttempt(Model):
     """One SMTP attempt at one mail: when, how it ended, the server's reply, how long."""
 
     __tablename__ = "delivery_attempt"
@@ -76,3 +83,16 @@ class DeliveryAttempt(db.Model):
     outcome: Mapped[str] = mapped_column(String(16))
     reply: Mapped[str | None] = mapped_column(Text)
     seconds: Mapped[float] = mapped_column(default=0.0)
+
+
+class SMTPHealth(Model):
+    """The one row saying whether the SMTP settings work, seen by every process."""
+
+    __tablename__ = "smtp_health"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    error: Mapped[str | None] = mapped_column(Text)  # None while the settings work
+    since: Mapped[datetime | None]  # the first configuration error of this run of them
+    failures: Mapped[int] = mapped_column(default=0)
+    retry_at: Mapped[datetime | None]  # no mail is tried before this once in error
+    updated_at: Mapped[datetime | None]

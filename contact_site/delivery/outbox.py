@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from datetime import datetime, timedelta
@@ -9,15 +10,21 @@ from email.utils import make_msgid, parseaddr
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..database import utcnow
 from ..extensions import db
-from ..submissions.models import Submission
+from ..submissions.models import HAM, SPAM, Submission
 from .models import DeliveryAttempt, Kind, OutboxMail, Outcome, Status
 
 THANK_YOU_GIVE_UP_HOURS = 24
+# A mail whose claim lapsed this many times while it was being sent (it crashes
+# or hangs its worker) is failed instead of being tried again.
+MAX_TAKEOVERS = 3
+EXPIRED_AT_CLAIM = "not sent before its give-up time"
+
+log = logging.getLogger("contact_site.delivery")
 
 
 def give_up_at(kind: str, now: datetime) -> datetime:
@@ -35,9 +42,16 @@ def new_message_id() -> str:
 
 
 def enqueue_submission(submission: Submission) -> list[OutboxMail]:
-    """Add the mails of a new submission to the session (the caller commits)."""
+    """Add the mails its verdict earns a new submission to the session (the caller commits).
+
+    Ham: the owner's mail and (within the daily cap) the thank-you; suspect: the
+    owner's mail alone, so the form cannot mail strangers; spam: none (SPEC §12).
+    """
+    if submission.is_spam or submission.verdict == SPAM:
+        return []
     wanted = [(Kind.OWNER, submission.recipient_address)]
-    if submission.thank_you_sent:
+    # An unflushed row has no verdict yet: its column default is ham.
+    if submission.thank_you_sent and (submission.verdict or HAM) == HAM:
         wanted.append((Kind.THANK_YOU, submission.email))
     return [enqueue_mail(submission, kind, address) for kind, address in wanted]
 
@@ -54,6 +68,17 @@ def enqueue_mail(submission: Submission, kind: Kind, address: str) -> OutboxMail
     return row
 
 
+def database_now() -> datetime:
+    """The database server's clock, naive UTC: claims never depend on a worker's clock."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        # clock_timestamp(): now() would be the start of a transaction left open.
+        query = text("SELECT clock_timestamp() AT TIME ZONE 'UTC'")
+        return db.session.execute(query).scalar_one()  # type: ignore[no-any-return]
+    # SQLite's 'now' is UTC; '%f' keeps milliseconds (CURRENT_TIMESTAMP drops them).
+    stamp = db.session.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
+    return datetime.fromisoformat(str(stamp))
+
+
 def _due(now: datetime) -> ColumnElement[bool]:
     """Rows a worker may take: queued and due, or held by a claim that ran out."""
     return or_(
@@ -62,10 +87,21 @@ def _due(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def _lease(now: datetime) -> datetime:
+    return now + timedelta(seconds=current_app.config["DELIVERY_CLAIM_SECONDS"])
+
+
 def claim_due_mails(limit: int | None = None) -> list[OutboxMail]:
-    """Atomically take up to `limit` due mails for this worker, with a lease."""
-    config = current_app.config
-    now, token = utcnow(), uuid.uuid4().hex
+    """Atomically take up to `limit` due mails for this worker, with a lease.
+
+    A lapsed claim on a mail that was being sent is a takeover: it counts as an
+    attempt and is written to the mail's history. A mail taken over
+    MAX_TAKEOVERS times, or past its give-up time, is failed here, never sent.
+    """
+    now = database_now()
+    # Two tokens tell, from the one UPDATE that sees the old values, which rows
+    # were lost mid-send (taken over) and which were queued or only waiting.
+    token, takeover_token = uuid.uuid4().hex, uuid.uuid4().hex
     # The candidates are picked once: PostgreSQL needs the CTE MATERIALIZED, or it
     # may re-run an `IN (SELECT … LIMIT n)` per row and claim more than n (SQLite
     # runs it once, and the whole statement under its single writer lock; its
@@ -75,24 +111,52 @@ def claim_due_mails(limit: int | None = None) -> list[OutboxMail]:
     picked = (
         select(OutboxMail.id).where(_due(now))
         .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
-        .limit(limit or config["DELIVERY_BATCH_SIZE"]).with_for_update(skip_locked=True)
+        .limit(limit or current_app.config["DELIVERY_BATCH_SIZE"])
+        .with_for_update(skip_locked=True)
         .cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
     )
+    lost = and_(OutboxMail.status == Status.SENDING, OutboxMail.send_started_at.is_not(None))
+    one_if_lost = case((lost, 1), else_=0)
     db.session.execute(
         update(OutboxMail).where(OutboxMail.id.in_(select(picked.c.id)), _due(now)).values(
-            status=Status.SENDING, claim_token=token,
-            claimed_until=now + timedelta(seconds=config["DELIVERY_CLAIM_SECONDS"]),
+            status=Status.SENDING, claim_token=case((lost, takeover_token), else_=token),
+            claimed_until=_lease(now), send_started_at=None,
+            attempts=OutboxMail.attempts + one_if_lost,
+            takeovers=OutboxMail.takeovers + one_if_lost,
         ).execution_options(synchronize_session=False)
     )
-    db.session.commit()
     rows = list(db.session.scalars(
-        select(OutboxMail).where(OutboxMail.claim_token == token).order_by(OutboxMail.id)
+        select(OutboxMail).where(OutboxMail.claim_token.in_([token, takeover_token]))
+        .order_by(OutboxMail.id)
     ))
-    # Detached snapshots: the commits that record each outcome would otherwise
-    # expire them and reload every row (and its submission) one by one.
+    for row in rows:  # in the claim's own transaction: the count and the history agree
+        if row.claim_token == takeover_token:
+            db.session.execute(insert(DeliveryAttempt).values(
+                mail_id=row.id, attempted_at=now, outcome=Outcome.TAKEOVER,
+                reply=f"claim lapsed while sending: worker lost "
+                      f"({row.takeovers} of {MAX_TAKEOVERS})"))
+    # Detached snapshots, before the commit could expire them: the commits that
+    # record each outcome would otherwise reload every row (and its submission).
     for row in rows:
         db.session.expunge(row)
-    return rows
+    db.session.commit()
+    return [row for row in rows if _still_deliverable(row, now)]
+
+
+def _still_deliverable(row: OutboxMail, now: datetime) -> bool:
+    """Fail a just-claimed mail that is past its give-up time or lost too often."""
+    if row.expires_at <= now:
+        _finish(row, Outcome.EXPIRED, EXPIRED_AT_CLAIM, 0.0, status=Status.FAILED,
+                last_error=f"expired: {row.last_error or EXPIRED_AT_CLAIM}")
+        log.warning("mail %s expired before it could be sent: failed", row.id)
+        return False
+    if row.takeovers >= MAX_TAKEOVERS:
+        _finish(row, None, None, 0.0, status=Status.FAILED,
+                last_error=f"worker lost {row.takeovers} times")
+        log.error("mail %s failed: worker lost %d times while sending it", row.id,
+                  row.takeovers)
+        return False
+    return True
 
 
 def retry_delay(attempts: int) -> float:
@@ -108,6 +172,7 @@ def _finish(row: OutboxMail, outcome: Outcome | None, reply: str | None, seconds
     """Record an outcome and its attempt in one commit, only while this worker holds the claim."""
     values.setdefault("claim_token", None)
     values.setdefault("claimed_until", None)
+    values.setdefault("send_started_at", None)
     result = db.session.execute(
         update(OutboxMail).where(OutboxMail.id == row.id, OutboxMail.claim_token == row.claim_token)
         .values(**values).execution_options(synchronize_session=False)
@@ -134,7 +199,7 @@ def record_failed(row: OutboxMail, error: str, seconds: float = 0.0) -> None:
 def record_transient(row: OutboxMail, error: str, seconds: float = 0.0) -> Outcome:
     """A transient failure: try again later, or give up once the mail has expired."""
     attempts = row.attempts + 1
-    next_at = utcnow() + timedelta(seconds=retry_delay(attempts))
+    next_at = database_now() + timedelta(seconds=retry_delay(attempts))
     if next_at > row.expires_at:
         _finish(row, Outcome.EXPIRED, error, seconds, status=Status.FAILED, attempts=attempts,
                 last_error=f"expired: {error}")
@@ -149,22 +214,44 @@ def release(row: OutboxMail) -> None:
     _finish(row, None, None, 0.0, status=Status.QUEUED)
 
 
-def keep_lease(rows: list[OutboxMail]) -> bool:
-    """Extend the claim on mails not yet sent once half of it is used; False if it lapsed."""
-    now, lease = utcnow(), timedelta(seconds=current_app.config["DELIVERY_CLAIM_SECONDS"])
-    claimed_until = rows[0].claimed_until
-    if claimed_until is not None and claimed_until - now > lease / 2:
-        return True
-    result = db.session.execute(
-        update(OutboxMail).where(
-            OutboxMail.id.in_([row.id for row in rows]),
-            OutboxMail.claim_token == rows[0].claim_token, OutboxMail.claimed_until > now,
-        ).values(claimed_until=now + lease).execution_options(synchronize_session=False)
-    )
+def _held_by(rows: list[OutboxMail]) -> ColumnElement[bool]:
+    """These rows, as long as this worker's claim (its tokens) still holds them."""
+    return and_(OutboxMail.id.in_([row.id for row in rows]),
+                OutboxMail.claim_token.in_({row.claim_token for row in rows}),
+                OutboxMail.status == Status.SENDING)
+
+
+def release_all(rows: list[OutboxMail]) -> int:
+    """Give back, in one commit, every one of these claims still held; how many."""
+    if not rows:
+        return 0
+    result = db.session.execute(update(OutboxMail).where(_held_by(rows)).values(
+        status=Status.QUEUED, claim_token=None, claimed_until=None, send_started_at=None,
+    ).execution_options(synchronize_session=False))
+    db.session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def renew_claims(rows: list[OutboxMail], starting: OutboxMail | None = None) -> set[int]:
+    """A full lease again on the claims still held (and `starting` marked in hand); their ids.
+
+    The token, not the time, proves the claim: a takeover changes it, so
+    renewing a claim that lapsed unnoticed is safe as long as nobody took it.
+    """
+    if not rows:
+        return set()
+    now = database_now()
+    values: dict[str, Any] = {"claimed_until": _lease(now)}
+    if starting is not None:
+        values["send_started_at"] = case((OutboxMail.id == starting.id, now),
+                                         else_=OutboxMail.send_started_at)
+    held = set(db.session.scalars(update(OutboxMail).where(_held_by(rows)).values(**values)
+                                  .returning(OutboxMail.id)
+                                  .execution_options(synchronize_session=False)))
     db.session.commit()
     for row in rows:
-        row.claimed_until = now + lease
-    return bool(result.rowcount == len(rows))  # type: ignore[attr-defined]
+        row.claimed_until = values["claimed_until"]
+    return held
 
 
 def attempts_of(mail_id: int) -> list[DeliveryAttempt]:
@@ -190,7 +277,59 @@ def requeue(ids: list[int] | None = None) -> int:
                    else_=give_up_at(Kind.OWNER, now))
     result = db.session.execute(query.values(
         status=Status.QUEUED, next_attempt_at=now, claim_token=None, claimed_until=None,
-        expires_at=give_up,
+        expires_at=give_up, takeovers=0, send_started_at=None,
     ).execution_options(synchronize_session=False))
     db.session.commit()
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def hold_for_config_error(rows: list[OutboxMail], error: str, until: datetime) -> int:
+    """Give claimed mails back and try no queued mail before `until`; that wait is not
+    counted towards any give-up time. Returns how many queued mails are held."""
+    for row in rows:  # in each mail's history, but not counted as an attempt
+        _finish(row, Outcome.CONFIG_ERROR, error, 0.0, status=Status.QUEUED,
+                last_error=f"configuration error: {error}")
+    pause, table = until - utcnow(), OutboxMail.__table__
+    # Shifted row by row in Python: date arithmetic in SQL differs between SQLite and
+    # PostgreSQL. Only an error path, at most once per hold, runs this.
+    waiting = db.session.execute(select(OutboxMail.id, OutboxMail.expires_at,
+                                        OutboxMail.next_attempt_at)
+                                 .where(OutboxMail.status == Status.QUEUED)).all()
+    if waiting:
+        db.session.execute(
+            update(table).where(table.c.id == bindparam("mail_id"),
+                                table.c.status == Status.QUEUED)
+            .values(expires_at=bindparam("expires"), next_attempt_at=bindparam("next_at")),
+            [{"mail_id": id_, "expires": expires + pause, "next_at": max(next_at, until)}
+             for id_, expires, next_at in waiting])
+    db.session.commit()
+    return len(waiting)
+
+
+def release_held(until: datetime) -> int:
+    """Make the mails held until `until` by a configuration error due now; how many."""
+    result = db.session.execute(
+        update(OutboxMail).where(OutboxMail.status == Status.QUEUED,
+                                 OutboxMail.next_attempt_at <= until)
+        .values(next_attempt_at=utcnow()).execution_options(synchronize_session=False))
+    db.session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def due_count(limit: int) -> int:
+    """How many mails a worker could claim now, counted up to `limit` (a read: no lock taken)."""
+    now = database_now()
+    due = select(OutboxMail.id).where(_due(now)).limit(limit).subquery()
+    return int(db.session.scalar(select(func.count()).select_from(due)) or 0)
+
+
+def seconds_until_due() -> float | None:
+    """Seconds until the next queued mail is due or the next claim lapses; None if neither."""
+    now = database_now()
+    next_retry = db.session.scalar(select(func.min(OutboxMail.next_attempt_at))
+                                   .where(OutboxMail.status == Status.QUEUED))
+    next_lapse = db.session.scalar(select(func.min(OutboxMail.claimed_until))
+                                   .where(OutboxMail.status == Status.SENDING))
+    db.session.commit()  # end the read: an idle loop must not pin an old snapshot
+    times = [moment for moment in (next_retry, next_lapse) if moment is not None]
+    return max(0.0, (min(times) - now).total_seconds()) if times else None

@@ -1,9 +1,12 @@
-"""The SMTP transport: connections under a timeout, streamed DATA, and what an error means."""
+"""The SMTP transport: verified TLS, guarded logins, streamed DATA, and what an error means."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import smtplib
+import ssl
+from collections.abc import Mapping
 from typing import Any
 
 from flask import current_app
@@ -54,35 +57,131 @@ class StreamingSMTPSSL(smtplib.SMTP_SSL, StreamingSMTP):
     """The same over implicit TLS."""
 
 
-class TimeoutConnection(Connection):
-    """Flask-Mail's connection with a socket timeout and streamed sending.
+class ConfigurationError(smtplib.SMTPException):
+    """The SMTP settings cannot work as they are: an operator must act, waiting will not help."""
 
-    Written here because Flask-Mail 0.10 has no setting for a timeout: without
-    one, a server that accepts TCP and never greets blocks a worker forever.
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine: `localhost`, 127.0.0.0/8 or ::1 (no DNS look-up)."""
+    name = host.strip().rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def tls_context(config: Mapping[str, Any]) -> ssl.SSLContext:
+    """A verifying client context: the system trust store plus MAIL_TLS_CA_FILE when set."""
+    # create_default_context checks the chain and the host name, and loads OpenSSL's
+    # default paths, which honour SSL_CERT_FILE and SSL_CERT_DIR.
+    context = ssl.create_default_context()
+    if config.get("MAIL_TLS_CA_FILE"):
+        context.load_verify_locations(cafile=config["MAIL_TLS_CA_FILE"])
+    return context
+
+
+def has_credentials(config: Mapping[str, Any]) -> bool:
+    """Whether the settings ask for a login."""
+    return bool(config["MAIL_USERNAME"] and config["MAIL_PASSWORD"])
+
+
+def _untrusted(config: Mapping[str, Any],
+               error: ssl.SSLCertVerificationError) -> ConfigurationError:
+    where = f"{config['MAIL_SERVER']}:{config['MAIL_PORT']}"
+    why = error.verify_message or error.reason or str(error)
+    hint = ("set MAIL_SERVER to a name the certificate is for" if "mismatch" in why
+            else "trust its CA with MAIL_TLS_CA_FILE")
+    return ConfigurationError(f"TLS certificate of {where} not verified ({why}); {hint}")
+
+
+def _check_cleartext(config: Mapping[str, Any], peer: str | None = None) -> None:
+    """Refuse a login without TLS unless the server, and the socket's peer, are loopback."""
+    if not has_credentials(config) or config["MAIL_USE_TLS"] or config["MAIL_USE_SSL"]:
+        return
+    if not is_loopback(config["MAIL_SERVER"]) or (peer is not None and not is_loopback(peer)):
+        raise ConfigurationError(
+            "MAIL_USERNAME is set but neither MAIL_USE_TLS nor MAIL_USE_SSL is, and "
+            f"{config['MAIL_SERVER']} is not loopback: the password would travel in clear text")
+
+
+def _starttls(host: smtplib.SMTP, config: Mapping[str, Any], context: ssl.SSLContext) -> None:
+    if not host.has_extn("starttls"):
+        raise ConfigurationError("MAIL_USE_TLS is set but the server does not offer STARTTLS")
+    try:
+        host.starttls(context=context)
+    except ssl.SSLCertVerificationError as error:
+        raise _untrusted(config, error) from error
+    host.ehlo()  # the features offered before TLS are void (RFC 3207)
+
+
+def _login(host: smtplib.SMTP, config: Mapping[str, Any]) -> None:
+    if not host.has_extn("auth"):
+        raise ConfigurationError("MAIL_USERNAME is set but the server does not offer AUTH")
+    try:
+        host.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"])
+    except smtplib.SMTPAuthenticationError as error:
+        if 500 <= error.smtp_code < 600:  # 454 and other 4xx: a passing state, retried
+            raise ConfigurationError(f"login refused: {describe(error)}") from error
+        raise
+    except smtplib.SMTPNotSupportedError as error:
+        raise ConfigurationError(f"login impossible: {error}") from error
+    except smtplib.SMTPException as error:
+        if type(error) is smtplib.SMTPException:  # "No suitable authentication method"
+            raise ConfigurationError(f"login impossible: {error}") from error
+        raise
+
+
+class TimeoutConnection(Connection):
+    """Flask-Mail's connection with a socket timeout, verified TLS and streamed sending.
+
+    Written here because Flask-Mail 0.10 has no setting for a timeout (a server that
+    accepts TCP and never greets would block a worker forever) and passes no SSL
+    context to smtplib (whose default then verifies neither certificate nor name).
     """
 
     def configure_host(self) -> smtplib.SMTP:
-        """Connect, greet, optionally STARTTLS and log in, all under MAIL_TIMEOUT."""
+        """Connect, greet, STARTTLS if set and log in if set, all under MAIL_TIMEOUT."""
         # Read at connect time, not from Flask-Mail's copy made at init_app: the
         # development mailbox points MAIL_SERVER at itself when it starts.
         config = current_app.config
-        smtp_class = StreamingSMTPSSL if config["MAIL_USE_SSL"] else StreamingSMTP
-        host = smtp_class(config["MAIL_SERVER"], config["MAIL_PORT"],
-                          timeout=config["MAIL_TIMEOUT"])
+        _check_cleartext(config)  # before connecting: not a byte goes to such a server
+        use_tls = config["MAIL_USE_TLS"] or config["MAIL_USE_SSL"]
+        context = tls_context(config) if use_tls else None
+        host = self._open(config, context)
         try:
             # Greet now: a refused EHLO is the server's state, to be retried, not
             # a reply to whichever mail happens to be first in the batch.
             host.ehlo_or_helo_if_needed()
-            if config["MAIL_USE_TLS"]:
-                host.starttls()
-            if config["MAIL_USERNAME"] and config["MAIL_PASSWORD"]:
-                host.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"])
+            if config["MAIL_USE_TLS"] and context is not None:
+                _starttls(host, config, context)
+            if has_credentials(config):
+                _check_cleartext(config, peer=host.sock.getpeername()[0] if host.sock else None)
+                _login(host, config)
         except BaseException:
             host.close()
             raise
         return host
 
-    def send(self, message: Message, envelope_from: str | None = None) -> None:
+    @staticmethod
+    def _open(config: Mapping[str, Any], context: ssl.SSLContext | None) -> smtplib.SMTP:
+        """The TCP (or implicit TLS) connection; its host name is checked against MAIL_SERVER."""
+        server, port, timeout = config["MAIL_SERVER"], config["MAIL_PORT"], config["MAIL_TIMEOUT"]
+        if not config["MAIL_USE_SSL"]:
+            return StreamingSMTP(server, port, timeout=timeout)
+        try:
+            return StreamingSMTPSSL(server, port, timeout=timeout, context=context)
+        except ssl.SSLCertVerificationError as error:
+            raise _untrusted(config, error) from error
+
+    def send(self, message: Message, envelope_from: str | tuple[str, str] | None = None) -> None:
         """Flask-Mail's send, streaming the mail and marking it dispatched on the 250."""
         if message.has_bad_headers():
             raise BadHeaderError
@@ -94,7 +193,8 @@ class TimeoutConnection(Connection):
             message.mail_options, message.rcpt_options,
         )
         message.dispatched = True  # before anything else can raise
-        email_dispatched.send(current_app._get_current_object(), message=message)
+        email_dispatched.send(current_app._get_current_object(),  # type: ignore[attr-defined]
+                              message=message)
 
 
 def connect() -> TimeoutConnection:
@@ -137,6 +237,8 @@ def _text(reply: bytes | str) -> str:
 
 def describe(error: BaseException) -> str:
     """The error as one line: the server's reply when there is one."""
+    if isinstance(error, ConfigurationError):
+        return error.reason
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         code, reply = next(iter(error.recipients.values()))
         return f"{code} {_text(reply)}"

@@ -4,53 +4,140 @@ from __future__ import annotations
 
 import logging
 import os
+import smtplib
 import threading
 import time
 from collections.abc import Callable
 
-from flask import Flask
+from flask import Flask, current_app
 
-from . import outbox, smtp
+from ..database import utcnow
+from . import health, lease, outbox, smtp
 from .compose import compose
+from .lease import LeaseKeeper
 from .models import OutboxMail, Outcome, Status
+from .pool import DeliveryPool, is_throttle, pool_of
+
+# A loop woken a hair before a retry is due would find nothing and spin: it waits this much more.
+WAKE_MARGIN_SECONDS = 0.05
 
 log = logging.getLogger("contact_site.delivery")
 
 
-def deliver_due(should_stop: Callable[[], bool] | None = None) -> int:
-    """Claim due mails and send them; the number claimed."""
-    rows = outbox.claim_due_mails()
-    if rows:
-        deliver_batch(rows, should_stop)
-    return len(rows)
+class Link:
+    """A loop's SMTP connection, kept from one batch to the next while mails keep coming.
 
+    Small claims (a slow server) would otherwise cost a connection, and a TLS
+    handshake and a login, per mail.
+    """
 
-def deliver_batch(rows: list[OutboxMail], should_stop: Callable[[], bool] | None = None) -> None:
-    """Send claimed mails over one SMTP connection, reconnecting when it breaks."""
-    connection = None
-    try:
-        for index, row in enumerate(rows):
-            rest = rows[index:]
-            if (should_stop is not None and should_stop()) or not outbox.keep_lease(rest):
-                for other in rest:  # returned to the queue, or left to the new holder
-                    outbox.release(other)
-                return
-            if connection is None:
-                started = time.monotonic()
-                connection, error = smtp.open_connection()
-                if connection is None:
-                    for other in rest:
-                        _conclude(other, Status.QUEUED, smtp.describe(error), started)
-                    return
-            if not _send_one(connection, row):
-                smtp.discard(connection)
-                connection = None
-    finally:
-        if connection is not None:
+    def __init__(self) -> None:
+        self._connection: smtp.TimeoutConnection | None = None
+
+    def take(self) -> smtp.TimeoutConnection | None:
+        """The kept connection if the server still answers on it (NOOP), else None."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return None
+        try:
+            if connection.host is not None and connection.host.noop()[0] == 250:
+                return connection
+        except (OSError, smtplib.SMTPException):
+            pass
+        smtp.discard(connection)
+        return None
+
+    def keep(self, connection: smtp.TimeoutConnection) -> None:
+        """Keep this connection for the next batch."""
+        self.close()
+        self._connection = connection
+
+    def close(self) -> None:
+        """QUIT the kept connection, if any."""
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
             smtp.close(connection)
 
 
-def _send_one(connection: smtp.TimeoutConnection, row: OutboxMail) -> bool:
+def deliver_due(should_stop: Callable[[], bool] | None = None,
+                stop_event: threading.Event | None = None, limit: int | None = None,
+                link: Link | None = None) -> int:
+    """Claim due mails (up to `limit`, else DELIVERY_BATCH_SIZE) and send them; how many."""
+    rows = outbox.claim_due_mails(limit)
+    if rows:
+        deliver_batch(rows, should_stop, stop_event, link)
+    return len(rows)
+
+
+def _share(pool: DeliveryPool) -> int:
+    """How many mails this loop claims now (pool.claim_size); 0 when none are due, so an
+    idle wake-up costs a read, never the write lock."""
+    batch = int(current_app.config["DELIVERY_BATCH_SIZE"])
+    return pool.claim_size(outbox.due_count(batch * pool.concurrency), batch)
+
+
+def deliver_batch(rows: list[OutboxMail], should_stop: Callable[[], bool] | None = None,
+                  stop_event: threading.Event | None = None, link: Link | None = None) -> None:
+    """Send claimed mails over one SMTP connection, reconnecting when it breaks.
+
+    The claims are kept alive by a LeaseKeeper for as long as the batch runs;
+    `stop_event` makes it give back the unsent mails at once. With a `link`, the
+    connection is taken from it and left in it for the next batch.
+    """
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    pool = pool_of(app)
+    keeper = LeaseKeeper(app, rows, stop_event)
+    keeper.start()
+    connection = link.take() if link is not None else None
+    try:
+        while True:
+            slot = pool.limiter.take(stop_event)  # DELIVERY_MAX_PER_MINUTE, when set
+            if slot is None or (row := keeper.next_mail(should_stop)) is None:
+                if slot is not None:
+                    pool.limiter.give_back(slot)
+                break
+            if connection is None:
+                connection = _connect(keeper, row, pool, should_stop)
+                if connection is None:
+                    return
+            if not _send_one(connection, row, keeper, pool):
+                smtp.discard(connection)
+                connection = None
+    finally:
+        stopping = stop_event is not None and stop_event.is_set()
+        if connection is not None and link is not None and not stopping \
+                and smtp.usable(connection):
+            link.keep(connection)
+        elif connection is not None:
+            smtp.close(connection)
+        keeper.finish()
+
+
+def _connect(keeper: LeaseKeeper, row: OutboxMail, pool: DeliveryPool,
+             should_stop: Callable[[], bool] | None) -> smtp.TimeoutConnection | None:
+    """A connection for the rest of the batch, or None once the batch's fate is recorded."""
+    rest, started = keeper.unfinished(), time.monotonic()
+    connection, error = smtp.open_connection()
+    if isinstance(error, smtp.ConfigurationError):  # the operator must act
+        health.hold_for_config_error(rest, error.reason)
+        return None
+    if connection is None:
+        if error is not None and is_throttle(error):
+            log.warning("smtp server answered 421 at connect: %d delivery loop(s) for %.0fs",
+                        pool.throttle(), pool.seconds_paused())
+            if should_stop is not None and should_stop():  # this loop is paused: others carry on
+                outbox.release(row)  # not the mail's fault: no attempt counted
+                return None
+        reason = smtp.describe(error) if error is not None else "no connection"
+        for other in rest:
+            _conclude(other, Status.QUEUED, reason, started)
+        return None
+    health.clear_config_error()
+    return connection  # type: ignore[no-any-return]
+
+
+def _send_one(connection: smtp.TimeoutConnection, row: OutboxMail, keeper: LeaseKeeper,
+              pool: DeliveryPool) -> bool:
     """Send one mail and record the outcome; False when the connection is unusable."""
     started = time.monotonic()
     try:
@@ -58,17 +145,41 @@ def _send_one(connection: smtp.TimeoutConnection, row: OutboxMail) -> bool:
     except Exception as error:  # a poison row, e.g. its attachment gone from disk
         _conclude(row, Status.FAILED, f"cannot compose: {smtp.describe(error)}", started)
         return True
+    keeper.sending(connection)
+    handed = time.monotonic()
     try:
         connection.send(message)
     except Exception as error:  # the delivery boundary: every failure is recorded
+        pool.sent_in(time.monotonic() - handed)
+        aborted = keeper.sent()
         if message.dispatched:  # 250 received; the break came after it
             _conclude(row, Status.SENT, None, started, f" (then {smtp.describe(error)})")
             return False
+        if aborted is not None:
+            _abandon(row, aborted, started)
+            return False
         status = Status.FAILED if smtp.is_permanent(error) else Status.QUEUED
         _conclude(row, status, smtp.describe(error), started)
+        if is_throttle(error):
+            log.warning("smtp server answered 421: %d delivery loop(s) for %.0fs",
+                        pool.throttle(), pool.seconds_paused())
         return smtp.usable(connection)
+    pool.sent_in(time.monotonic() - handed)
+    keeper.sent()
     _conclude(row, Status.SENT, None, started)
     return True
+
+
+def _abandon(row: OutboxMail, reason: str, started: float) -> None:
+    """A send cut short by this worker: given back, left to the new holder, or retried."""
+    if reason == lease.STOPPING:
+        outbox.release(row)
+        log.warning("mail %s abandoned: the worker is stopping; given back", row.id)
+    elif reason == lease.CLAIM_LOST:
+        log.warning("mail %s abandoned: its claim was taken over; left to its new holder",
+                    row.id)
+    else:
+        _conclude(row, Status.QUEUED, f"abandoned: {reason}", started)
 
 
 def _conclude(row: OutboxMail, status: Status, error: str | None, started: float,
@@ -88,64 +199,146 @@ def _conclude(row: OutboxMail, status: Status, error: str | None, started: float
             outcome, error or "250", seconds, note)
 
 
-def run_delivery_loop(app: Flask, stop: threading.Event, wake: threading.Event | None = None,
-                      on_idle: Callable[[], None] | None = None) -> None:
-    """Deliver due mails until `stop` is set; sleep between polls unless woken."""
-    wake = wake or threading.Event()
-    poll = app.config["DELIVERY_POLL_SECONDS"]
-    while not stop.is_set():
-        wake.clear()  # before delivering: a wake-up during this pass earns another pass
+def run_daily_jobs(app: Flask) -> None:
+    """Call the jobs in app.extensions["contact_daily_jobs"] (retention); each knows if due."""
+    for job in app.extensions.get("contact_daily_jobs", ()):
         try:
-            with app.app_context():
-                claimed = deliver_due(should_stop=stop.is_set)
-        except Exception:  # the loop must outlive a database hiccup; it is logged
-            log.exception("delivery loop error; retrying in %ss", poll)
-            claimed = 0
-        if claimed == 0:
-            if on_idle is not None:
-                on_idle()
-            if stop.is_set():
-                break
-            wake.wait(poll)
+            job(app, utcnow())
+        except Exception:  # a failing job must not stop delivery
+            log.exception("daily job failed")
+
+
+def run_delivery_loop(app: Flask, stop: threading.Event, wake: threading.Event | None = None,
+                      on_idle: Callable[[], None] | None = None, index: int = 0) -> None:
+    """Deliver due mails until `stop` is set; between passes, sleep until the next mail is
+    due (at most DELIVERY_POLL_SECONDS) unless woken.
+
+    `index` is this loop's place in the process's pool: a loop the pool has paused
+    (after a 421) sends nothing until it may again. `on_idle` is called when no
+    loop of the pool found anything to do.
+    """
+    wake = wake or threading.Event()
+    poll = float(app.config["DELIVERY_POLL_SECONDS"])
+    pool = pool_of(app)
+
+    def should_stop() -> bool:
+        return stop.is_set() or not pool.may_send(index)
+
+    link = Link()
+    try:
+        while not stop.is_set():
+            wake.clear()  # before delivering: a wake-up during this pass earns another pass
+            if not pool.may_send(index):
+                wake.wait(min(poll, pool.seconds_paused() + WAKE_MARGIN_SECONDS))
+                continue
+            claimed, sleep, others_busy = _pass(app, pool, link, should_stop, stop, poll)
+            if index == 0:
+                run_daily_jobs(app)
+            if claimed == 0:
+                with app.app_context():
+                    link.close()  # idle: no connection held open at the provider
+                if on_idle is not None and others_busy == 0:
+                    on_idle()
+                if stop.is_set():
+                    break
+                wake.wait(sleep)
+    finally:
+        with app.app_context():
+            link.close()
+
+
+def _pass(app: Flask, pool: DeliveryPool, link: Link, should_stop: Callable[[], bool],
+          stop: threading.Event, poll: float) -> tuple[int, float, int]:
+    """One claim and its batch: how many claimed, how long to sleep if none, loops still busy."""
+    pool.busy(+1)
+    try:
+        with app.app_context():
+            share = _share(pool)
+            claimed = deliver_due(should_stop, stop, share, link) if share else 0
+            sleep = poll if claimed else _idle_seconds(poll)
+    except Exception:  # the loop must outlive a database hiccup; it is logged
+        log.exception("delivery loop error; retrying in %ss", poll)
+        claimed, sleep = 0, poll
+    finally:
+        others_busy = pool.busy(-1)
+    return claimed, sleep, others_busy
+
+
+def _idle_seconds(poll: float) -> float:
+    """How long an idle loop may sleep: until the next retry is due or a claim lapses."""
+    until = outbox.seconds_until_due()
+    return poll if until is None else min(poll, until + WAKE_MARGIN_SECONDS)
+
+
+def run_delivery_pool(app: Flask, stop: threading.Event, wake: threading.Event,
+                      on_idle: Callable[[], None] | None = None) -> None:
+    """DELIVERY_CONCURRENCY loops until `stop`: the first in this thread, the others beside it."""
+    threads = [_loop_thread(app, stop, wake, index, on_idle)
+               for index in range(1, app.config["DELIVERY_CONCURRENCY"])]
+    for thread in threads:
+        thread.start()
+    try:
+        run_delivery_loop(app, stop, wake, on_idle, index=0)
+    finally:
+        stop.set()
+        wake.set()
+        for thread in threads:
+            thread.join()
+
+
+def _loop_thread(app: Flask, stop: threading.Event, wake: threading.Event, index: int,
+                 on_idle: Callable[[], None] | None = None) -> threading.Thread:
+    return threading.Thread(target=run_delivery_loop, args=(app, stop, wake, on_idle, index),
+                            name=f"contact-delivery-{index}", daemon=True)
 
 
 class DeliveryThread:
-    """The `thread` backend: a daemon thread per process that delivers mails once queued."""
+    """The `thread` backend: DELIVERY_CONCURRENCY daemon loops per process, woken when mails
+    are queued."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._pid = 0
         self._lock = threading.Lock()
 
+    @property
+    def _thread(self) -> threading.Thread | None:
+        """The first loop's thread (the one that also runs the daily jobs)."""
+        return self._threads[0] if self._threads else None
+
     def start(self) -> None:
-        """Start the thread if this process has none (e.g. after a fork)."""
+        """Start DELIVERY_CONCURRENCY loops if this process has none (e.g. after a fork)."""
         with self._lock:
-            alive = self._thread is not None and self._thread.is_alive()
-            if alive and self._pid == os.getpid():
+            if self.running:
                 return
             self._stop.clear()
             self._pid = os.getpid()
-            self._thread = threading.Thread(
-                target=run_delivery_loop, args=(self.app, self._stop, self._wake),
-                name="contact-delivery", daemon=True,
-            )
-            self._thread.start()
+            self._threads = [_loop_thread(self.app, self._stop, self._wake, index)
+                             for index in range(self.app.config["DELIVERY_CONCURRENCY"])]
+            for thread in self._threads:
+                thread.start()
 
     @property
     def running(self) -> bool:
-        """Whether this process's thread is delivering."""
-        return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
+        """Whether this process's loops are delivering."""
+        return (self._pid == os.getpid() and bool(self._threads)
+                and any(thread.is_alive() for thread in self._threads))
 
     def wake(self) -> None:
         """Deliver now rather than at the next poll (only where the thread was started)."""
         self._wake.set()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop after the mail in hand; claims not yet used are released."""
+        """Give back the unsent claims at once, finish or abandon the mail in hand, and wait.
+
+        `timeout=0` only asks (safe in a signal handler); the mail in hand is
+        abandoned after lease.STOP_GRACE_SECONDS if it has not finished by then.
+        """
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))

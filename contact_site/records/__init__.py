@@ -1,5 +1,31 @@
 """The record over submissions and their mails: search, export, retention and erasure.
 
 It sits above `submissions` and `delivery` (it reads both); the console (`admin`)
-and the `flask submissions` commands use it.
+and the `flask submissions` commands use it. Delivery never imports it: the daily
+retention job is handed to the delivery loops through `app.extensions`.
 """
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from . import cli, models, retention
+
+__all__ = ["init_app", "models"]
+
+DAILY_JOBS = "contact_daily_jobs"  # callables(app, now) the delivery loops call
+
+
+def retention_notice() -> dict[str, dict[str, int]]:
+    """The retention settings for the contact page's privacy line."""
+    config = current_app.config
+    return {"privacy_retention": {
+        "days": config["CONTACT_RETENTION_DAYS"],
+        "upload_days": config["CONTACT_UPLOAD_RETENTION_DAYS"]}}
+
+
+def init_app(app: Flask) -> None:
+    """The `submissions` commands, the daily retention job, the privacy line's values."""
+    cli.init_app(app)
+    app.extensions.setdefault(DAILY_JOBS, []).append(retention.run_daily)
+    app.context_processor(retention_notice)

@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 from sqlalchemy import Select, and_, exists, func, not_, or_, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..delivery.models import Kind, OutboxMail, Status
-from ..submissions.models import Submission
+from ..submissions.models import SUSPECT, Submission, mailbox_key
 
 # `all` leaves spam out: it is reviewed under its own filter.
 FILTERS = ("all", "pending", "delivered", "failed", "suspect", "spam")
 
 
-def _owner_mail(*conditions: object) -> object:
+def _owner_mail(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
     """There is an owner's mail of this submission meeting the conditions."""
     return exists().where(OutboxMail.submission_id == Submission.id,
                           OutboxMail.kind == Kind.OWNER, *conditions)
 
 
-def _status_condition(status: str) -> object:
+def _status_condition(status: str) -> ColumnElement[bool]:
     """The WHERE clause of one status filter (SPEC §9)."""
-    if status == "spam":
-        return Submission.is_spam
-    if status == "suspect":  # verdicts arrive with the spam defence; none is suspect yet
-        return and_(not_(Submission.is_spam), Submission.id.is_(None))
+    if status == "spam":  # is_spam is kept true exactly for the verdict spam
+        return Submission.is_spam.expression
+    if status == "suspect":
+        return and_(not_(Submission.is_spam), Submission.verdict == SUSPECT)
     if status == "pending":
         return and_(not_(Submission.is_spam), _owner_mail(
             OutboxMail.status.in_([Status.QUEUED, Status.SENDING])))
@@ -33,15 +34,47 @@ def _status_condition(status: str) -> object:
     return not_(Submission.is_spam)
 
 
+def _search_condition(q: str) -> ColumnElement[bool]:
+    """The search text in the address, name, subject or message, case-insensitively."""
+    # The visitor's own % and _ are searched for, not used as wildcards.
+    escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    return or_(*(func.lower(column).like(pattern, escape="\\") for column in (
+        Submission.email, Submission.name, Submission.subject, Submission.message)))
+
+
 def filtered(q: str | None = None, status: str = "all") -> Select[tuple[Submission]]:
     """Submissions matching the search text (address, name, subject, message), newest first."""
     if status not in FILTERS:
         raise ValueError(f"unknown status filter {status!r}")
-    query = select(Submission).where(_status_condition(status))  # type: ignore[arg-type]
+    query = select(Submission).where(_status_condition(status))
     if q:
-        # The visitor's own % and _ are searched for, not used as wildcards.
-        escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped}%"
-        query = query.where(or_(*(func.lower(column).like(pattern, escape="\\") for column in (
-            Submission.email, Submission.name, Submission.subject, Submission.message))))
+        query = query.where(_search_condition(q))
     return query.order_by(Submission.created_at.desc(), Submission.id.desc())
+
+
+def from_address(address: str) -> ColumnElement[bool]:
+    """Submissions sent from this address: compared case-insensitively, or by its mailbox.
+
+    The mailbox key (submissions.models.mailbox_key) joins the ways one mailbox is
+    dressed (case, +tag, Gmail's dots): erasing or exporting one of them covers all.
+    """
+    return or_(func.lower(Submission.email) == address.strip().lower(),
+               Submission.mailbox_key == mailbox_key(address))
+
+
+def of_address(address: str) -> Select[tuple[Submission]]:
+    """Every submission from this address, spam included, newest first."""
+    return (select(Submission).where(from_address(address))
+            .order_by(Submission.created_at.desc(), Submission.id.desc()))
+
+
+def of_visitor(address: str, q: str | None = None,
+               status: str | None = None) -> Select[tuple[Submission]]:
+    """One visitor's submissions, spam included unless a status filter is given."""
+    query = of_address(address)
+    if status is not None:
+        if status not in FILTERS:
+            raise ValueError(f"unknown status filter {status!r}")
+        query = query.where(_status_condition(status))
+    return query.where(_search_condition(q)) if q else query

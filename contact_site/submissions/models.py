@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import String, Text
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..database import utcnow
-from ..extensions import db
+from ..extensions import Model
 
 # Each limit feeds the form's validators (and so the page's maxlength), the
 # truncation of what a bot posted, and the column size.
@@ -18,9 +19,35 @@ EMAIL_COLUMN = 320
 SUBJECT_MAX = 200
 MESSAGE_MAX = 10_000
 KEY_MAX = 64
+# The verdicts a submission is stored with: contact_site.spam.Kind's values (SPEC §12).
+HAM, SUSPECT, SPAM = "ham", "suspect", "spam"
+VERDICTS = (HAM, SUSPECT, SPAM)
+# Gmail ignores dots in the part before the @; other providers may not, so only these.
+DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 
 
-class Submission(db.Model):
+def mailbox_key(email: str) -> str:
+    """The mailbox behind an address however it is dressed: case, `+tag`, Gmail's dots.
+
+    `Ada+news@Example.com` and `ada@example.com` reach the same person, so the
+    thank-you cap counts them together.
+    """
+    local, at, domain = email.strip().lower().rpartition("@")
+    if not at:
+        return email.strip().lower()[:EMAIL_COLUMN]  # a bot's junk, kept for the record only
+    local = local.partition("+")[0] or local  # "+tag@" alone has no mailbox part to keep
+    if domain in DOTLESS_DOMAINS:
+        local, domain = local.replace(".", "") or local, DOTLESS_DOMAINS[domain]
+    return f"{local}@{domain}"[:EMAIL_COLUMN]
+
+
+def _mailbox_key_of_row(context: DefaultExecutionContext) -> str:
+    """The key of the row being inserted, for rows stored without one."""
+    parameters = context.get_current_parameters()  # type: ignore[no-untyped-call]
+    return mailbox_key(str(parameters["email"]))
+
+
+class Submission(Model):
     """One message left on the contact page."""
 
     __tablename__ = "submission"
@@ -33,6 +60,9 @@ class Submission(db.Model):
     recipient_address: Mapped[str] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(NAME_MAX), default="")
     email: Mapped[str] = mapped_column(String(EMAIL_COLUMN), index=True)
+    # What the thank-you cap counts (see mailbox_key); set from `email` when not given.
+    mailbox_key: Mapped[str] = mapped_column(String(EMAIL_COLUMN), index=True,
+                                             default=_mailbox_key_of_row)
     subject: Mapped[str] = mapped_column(String(SUBJECT_MAX))
     message: Mapped[str] = mapped_column(Text)
     attachment_name: Mapped[str | None] = mapped_column(String(255))
@@ -40,5 +70,14 @@ class Submission(db.Model):
     attachment_type: Mapped[str | None] = mapped_column(String(100))
     attachment_size: Mapped[int | None]
     is_spam: Mapped[bool] = mapped_column(default=False)
+    # The spam verdict (contact_site.spam.Kind: ham, suspect, spam) and its reason codes,
+    # one a line (contact_site.spam.verdict.reasons_from_text).
+    verdict: Mapped[str] = mapped_column(String(16), default="ham", server_default="ham",
+                                         index=True)
+    verdict_reasons: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # The visitor's language (SPEC §11): the thank-you mail is written in it.
+    language: Mapped[str] = mapped_column(String(16), default="en", server_default="en")
     thank_you_sent: Mapped[bool] = mapped_column(default=False)
     remote_addr: Mapped[str | None] = mapped_column(String(64))
+    # sha256 of what was written (submissions/content.py): a known key folds only with it.
+    content_hash: Mapped[str | None] = mapped_column(String(64))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
 from ..extensions import db
-from .models import Submission
+from .models import VERDICTS, Submission
+
+# The period /healthz and `outbox status` count verdicts over.
+VERDICT_WINDOW = timedelta(hours=24)
 
 
 def find_by_key(key: str) -> Submission | None:
@@ -15,12 +18,20 @@ def find_by_key(key: str) -> Submission | None:
     return db.session.scalar(select(Submission).filter_by(submission_key=key))
 
 
-def thank_you_count(email: str, since: datetime) -> int:
-    """How many thank-you mails this address was promised since `since`."""
+def thank_you_count(mailbox: str, since: datetime) -> int:
+    """How many thank-you mails this mailbox (a `mailbox_key`) was promised since `since`."""
     count = db.session.scalar(
         select(func.count()).select_from(Submission).where(
-            func.lower(Submission.email) == email.lower(), Submission.thank_you_sent,
+            Submission.mailbox_key == mailbox, Submission.thank_you_sent,
             Submission.created_at >= since,
         )
     )
     return int(count or 0)
+
+
+def verdict_counts(since: datetime) -> dict[str, int]:
+    """How many submissions received since `since` got each verdict (ham, suspect, spam)."""
+    found = dict(db.session.execute(
+        select(Submission.verdict, func.count()).where(Submission.created_at >= since)
+        .group_by(Submission.verdict)).tuples().all())
+    return {verdict: int(found.get(verdict, 0)) for verdict in VERDICTS}

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from flask import current_app
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from ..database import utcnow
 from ..extensions import db
+from .content import content_hash, new_submission_key
 from .files import CheckedUpload, store_file
-from .models import Submission
+from .models import HAM, SPAM, Submission, mailbox_key
 from .queries import find_by_key, thank_you_count
+
+# The first of PostgreSQL's two advisory-lock keys: this lock's own space of keys.
+THANK_YOU_LOCK_SPACE = 0x5459  # "TY"
 
 
 @dataclass(frozen=True)
@@ -29,37 +35,81 @@ class NewSubmission:
     upload: CheckedUpload | None = None
     is_spam: bool = False
     remote_addr: str | None = None
+    verdict: str | None = None  # ham, suspect or spam; None: spam if is_spam, else ham
+    verdict_reasons: str = ""  # the reason codes, one a line (spam.Verdict.reasons_text)
+
+    @property
+    def held(self) -> bool:
+        """Spam: stored for the record, with no file and no mail."""
+        return self.is_spam or self.verdict == SPAM
+
+    @property
+    def kind(self) -> str:
+        """The verdict stored with the submission."""
+        return SPAM if self.held else (self.verdict or HAM)
 
 
-def thank_you_allowed(email: str) -> bool:
-    """At most CONTACT_THANK_YOU_PER_DAY thank-you mails to one address a day."""
+def lock_mailbox(mailbox: str) -> None:
+    """Hold, until this transaction ends, the lock under which a mailbox's mails are counted.
+
+    Without it two requests could both count two thank-you mails and both promise
+    the third. PostgreSQL: an advisory lock on this mailbox alone. SQLite: its one
+    write lock, taken before the count (BEGIN IMMEDIATE), not at the first INSERT.
+    """
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
+                           {"space": THANK_YOU_LOCK_SPACE, "key": mailbox})
+        return
+    dbapi = connection.connection.dbapi_connection
+    # The sqlite3 module opens a transaction only before a write, so one already open
+    # here has written, and holds the write lock already.
+    if isinstance(dbapi, sqlite3.Connection) and not dbapi.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def thank_you_allowed(mailbox: str) -> bool:
+    """At most CONTACT_THANK_YOU_PER_DAY thank-you mails to one mailbox a day.
+
+    Call lock_mailbox first, in the transaction that stores the submission.
+    """
     since = utcnow() - timedelta(days=1)
-    return thank_you_count(email, since) < current_app.config["CONTACT_THANK_YOU_PER_DAY"]
+    return thank_you_count(mailbox, since) < int(current_app.config["CONTACT_THANK_YOU_PER_DAY"])
 
 
 def store_submission(data: NewSubmission,
                      enqueue: Callable[[Submission], object]) -> Submission:
     """Store the submission, its file and (through `enqueue`) its mails in one commit.
 
-    A second call with the same key stores nothing and returns the first.
+    A second call with the same key and content stores nothing and returns the first;
+    with the same key but other content it is a new submission under a fresh key.
     """
+    content = content_hash(data.fields, data.upload)
     existing = find_by_key(data.key)
     if existing is not None:
-        return existing
+        if existing.content_hash == content:
+            return existing
+        data = replace(data, key=new_submission_key())
     submission = Submission(id=uuid.uuid4().hex, submission_key=data.key, created_at=utcnow(),
-                            is_spam=data.is_spam, remote_addr=data.remote_addr, **data.fields)
+                            content_hash=content, is_spam=data.held, verdict=data.kind,
+                            verdict_reasons=data.verdict_reasons, remote_addr=data.remote_addr,
+                            **data.fields)
+    submission.mailbox_key = mailbox_key(submission.email)
     folder = Path(current_app.config["UPLOAD_FOLDER"]) / submission.id
     try:
-        if data.upload is not None and not data.is_spam:
+        if data.upload is not None and not data.held:
             stored = store_file(data.upload, folder)
             submission.attachment_name = data.upload.filename
             submission.attachment_type = data.upload.content_type
             submission.attachment_size = data.upload.size
             submission.attachment_path = str(stored.relative_to(folder.parent))
-        if not data.is_spam:
-            submission.thank_you_sent = thank_you_allowed(submission.email)
+        if data.kind == HAM:  # a suspect submission is never thanked (SPEC §12)
+            # Counted before anything is added to the session: autoflush would
+            # otherwise write the row first, outside the lock on SQLite.
+            lock_mailbox(submission.mailbox_key)
+            submission.thank_you_sent = thank_you_allowed(submission.mailbox_key)
         db.session.add(submission)
-        if not data.is_spam:
+        if not data.held:
             enqueue(submission)
         db.session.commit()
     except IntegrityError:
@@ -69,6 +119,8 @@ def store_submission(data: NewSubmission,
         first = find_by_key(data.key)
         if first is None:
             raise
+        if first.content_hash != content:
+            return store_submission(replace(data, key=new_submission_key()), enqueue)
         return first
     except BaseException:
         db.session.rollback()

@@ -1,0 +1,36 @@
+"""The owner's console under /admin: accounts, the archive, actions, export, erasure, audit."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request
+
+from ..escaping import escape_controls
+from . import auth, cli
+from .session import ConsoleSessionInterface, is_console_path
+from .views import bp
+
+
+def console_headers(response: Response) -> Response:
+    """Console answers are never cached, indexed, or given away in a Referer."""
+    if is_console_path(request.path):
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Robots-Tag"] = "noindex"
+        # Console URLs carry ids and searches (perhaps an address): never sent elsewhere.
+        response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def visible_text(text: str | None) -> str:
+    """Visitor text with its line breaks kept and every other control character escaped."""
+    return "\n".join(escape_controls(line) for line in (text or "").split("\n"))
+
+
+def init_app(app: Flask) -> None:
+    """Register the console (after security: it takes over the session interface)."""
+    app.session_interface = ConsoleSessionInterface()
+    auth.init_app(app)
+    app.register_blueprint(bp, url_prefix="/admin")
+    app.after_request(console_headers)
+    app.add_template_filter(escape_controls, "controls")
+    app.add_template_filter(visible_text, "visible_text")
+    cli.init_app(app)

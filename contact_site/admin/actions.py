@@ -1,0 +1,87 @@
+"""What the owner does to a submission from the console: resend, spam, not spam, retry."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from sqlalchemy import select
+
+from ..delivery import outbox
+from ..delivery.backend import backend_of
+from ..delivery.models import Kind, OutboxMail, Status
+from ..extensions import db
+from ..spam.verdict import REASON_SEPARATOR, reasons_from_text
+from ..submissions.models import HAM, SPAM, Submission
+
+# Reasons the owner's actions add to the rules' (shown in the console, SPEC §9).
+MARKED_SPAM, RELEASED = "marked_spam", "released"
+OWNER_REASONS = (MARKED_SPAM, RELEASED)
+
+
+def mails_of(submission_id: str) -> list[OutboxMail]:
+    """The submission's mails, oldest first."""
+    return list(db.session.scalars(select(OutboxMail).where(
+        OutboxMail.submission_id == submission_id).order_by(OutboxMail.id)))
+
+
+def mail_states(submission_ids: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+    """(kind, status) of each mail of these submissions, oldest first, by submission."""
+    states: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    query = (select(OutboxMail.submission_id, OutboxMail.kind, OutboxMail.status)
+             .where(OutboxMail.submission_id.in_(list(submission_ids))).order_by(OutboxMail.id))
+    for submission_id, kind, status in db.session.execute(query):
+        states[submission_id].append((kind, status))
+    return states
+
+
+def resend(submission: Submission) -> OutboxMail:
+    """Queue a new copy of the owner's mail (a new Message-ID) and wake delivery."""
+    mail = outbox.enqueue_mail(submission, Kind.OWNER, submission.recipient_address)
+    db.session.commit()
+    backend_of().wake()
+    return mail
+
+
+def file_as(submission: Submission, verdict: str, reason: str) -> None:
+    """Set the verdict by the owner's hand, keeping the rules' reasons and adding `reason`."""
+    kept = [r for r in reasons_from_text(submission.verdict_reasons) if r not in OWNER_REASONS]
+    submission.verdict = verdict
+    submission.verdict_reasons = REASON_SEPARATOR.join([*kept, reason])
+    submission.is_spam = verdict == SPAM
+
+
+def mark_spam(submission: Submission) -> None:
+    """File the submission as spam: out of the archive's default view, deleted sooner."""
+    file_as(submission, SPAM, MARKED_SPAM)
+    db.session.commit()
+
+
+def mark_not_spam(submission: Submission) -> bool:
+    """Release it (spam or suspect) as ham; queue the owner's mail if none was sent or is due."""
+    # Never a thank-you: days later it would surprise the visitor, and a bot could
+    # have a stranger mailed by the owner's click.
+    file_as(submission, HAM, RELEASED)
+    live = (Status.QUEUED, Status.SENDING, Status.SENT)
+    has_mail = any(mail.kind == Kind.OWNER and mail.status in live
+                   for mail in mails_of(submission.id))
+    if not has_mail:
+        outbox.enqueue_mail(submission, Kind.OWNER, submission.recipient_address)
+    db.session.commit()
+    if not has_mail:
+        backend_of().wake()
+    return not has_mail
+
+
+def retry_failed() -> int:
+    """Requeue every failed mail now; how many."""
+    count = outbox.requeue()
+    if count:
+        backend_of().wake()
+    return count
+
+
+def failed_mails() -> list[OutboxMail]:
+    """The failed mails, oldest first, with their last reply in `last_error`."""
+    return list(db.session.scalars(select(OutboxMail).where(
+        OutboxMail.status == Status.FAILED).order_by(OutboxMail.id)))

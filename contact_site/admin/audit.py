@@ -1,0 +1,52 @@
+"""The audit log: who did what in the console and when, without visitors' addresses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Select, String, delete, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..database import utcnow
+from ..extensions import Model, db
+
+DETAIL_MAX = 500
+
+
+class AuditEntry(Model):
+    """One owner action: sign-in, resend, deletion, erasure, export, …"""
+
+    __tablename__ = "audit_entry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Names, not foreign keys: the line outlives the account and the submission.
+    actor: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    submission_id: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(DETAIL_MAX), default="")
+
+
+def record(action: str, actor: str | None, submission_id: str | None = None,
+           detail: str = "") -> AuditEntry:
+    """Write one audit line in a commit of its own, after the action it records.
+
+    `detail` must never hold a visitor's address, name or text.
+    """
+    entry = AuditEntry(created_at=utcnow(), actor=actor, action=action,
+                       submission_id=submission_id, detail=detail[:DETAIL_MAX])
+    db.session.add(entry)
+    db.session.commit()
+    return entry
+
+
+def newest_first() -> Select[tuple[AuditEntry]]:
+    """Every audit line, newest first."""
+    return select(AuditEntry).order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
+
+
+def purge_before(cutoff: datetime) -> int:
+    """Delete audit lines older than `cutoff` (kept as long as submissions); how many."""
+    result = db.session.execute(delete(AuditEntry).where(AuditEntry.created_at < cutoff))
+    db.session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]

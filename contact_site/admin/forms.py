@@ -1,0 +1,33 @@
+"""The console's forms; every one carries the CSRF token (Flask-WTF)."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from ..submissions.models import EMAIL_COLUMN
+from .auth import PASSWORD_MAX, USERNAME_MAX
+
+
+class SignInForm(FlaskForm):
+    """Username and password."""
+
+    # The lengths bound the work a sign-in costs; a longer answer is simply wrong.
+    username = StringField(_l("Username"),
+                           validators=[DataRequired(), Length(max=USERNAME_MAX)],
+                           render_kw={"autocomplete": "username", "autocapitalize": "none",
+                                      "spellcheck": "false"})
+    password = PasswordField(_l("Password"),
+                             validators=[DataRequired(), Length(max=PASSWORD_MAX)],
+                             render_kw={"autocomplete": "current-password"})
+
+
+class EraseForm(FlaskForm):
+    """The address whose every trace is to be removed."""
+
+    address = StringField(_l("Email address"),
+                          validators=[DataRequired(), Length(max=EMAIL_COLUMN)],
+                          render_kw={"autocomplete": "off", "spellcheck": "false",
+                                     "inputmode": "email"})

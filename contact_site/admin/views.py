@@ -1,0 +1,292 @@
+"""The console's pages: sign-in, the archive, one submission, the outbox, export, erasure, audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    session,
+    stream_with_context,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import ngettext
+from flask_login import current_user, login_user, logout_user
+from flask_wtf.csrf import CSRFError
+
+from ..database import utcnow
+from ..delivery import outbox
+from ..errors import error_answer
+from ..extensions import db
+from ..records import archive, export, privacy
+from ..submissions.models import Submission
+from . import actions, audit, auth, lockout
+from .forms import EraseForm, SignInForm
+from .session import IDLE_LIMIT
+
+bp = Blueprint("admin", __name__)
+PER_PAGE = 50
+SEARCH_MAX = 200
+
+
+def owner() -> str:
+    """The signed-in owner's username, for the audit log."""
+    return str(current_user.username)
+
+
+@bp.before_request
+def require_owner() -> ResponseReturnValue | None:
+    """Every page but sign-in needs a signed-in owner whose session is not idle too long."""
+    if request.endpoint == "admin.login":
+        return None
+    if not current_user.is_authenticated:
+        wanted = request.full_path.rstrip("?") if request.method == "GET" else None
+        return redirect(url_for("admin.login", next=wanted))
+    if auth.idle_too_long(IDLE_LIMIT.total_seconds()):
+        logout_user()
+        session.clear()
+        flash(_("You were signed out after 12 hours without activity."))
+        return redirect(url_for("admin.login"))
+    auth.mark_seen()
+    return None
+
+
+@bp.context_processor
+def console_context() -> dict[str, Any]:
+    """The signed-in owner, for every console template."""
+    return {"current_user": current_user}
+
+
+@bp.errorhandler(CSRFError)
+def csrf_failed(error: CSRFError) -> ResponseReturnValue:
+    """400 in the console's words: the page's security token is missing or too old."""
+    return error_answer(400, _("The page has expired"),
+                        _("The page's security token is missing or has expired. "
+                          "Go back, reload the page and try again."), field="csrf_token")
+
+
+def _safe_next(target: str | None) -> str:
+    """Where to go after signing in: a console path only, never another site."""
+    home = url_for("admin.index")
+    if target and target.startswith(home) and not any(c in target for c in "\\\r\n"):
+        return target
+    return home
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    """The sign-in form; 5 failures a minute per client or username, then 429."""
+    if current_user.is_authenticated:
+        return redirect(url_for("admin.index"))
+    if auth.account_count() == 0:
+        return render_template("admin/login.html", form=None, no_account=True)
+    form = SignInForm()
+    if request.method == "GET":
+        return render_template("admin/login.html", form=form)
+    name = form.username.data or ""
+    wait = lockout.retry_after(name)
+    if wait is not None:
+        return (render_template("admin/login.html", form=form, locked=True), 429,
+                {"Retry-After": str(wait)})
+    user = auth.authenticate(name, form.password.data or "") if form.validate() else None
+    if user is None:
+        lockout.count_failure(name)
+        known = auth.find_user(name) if auth.USERNAME_PATTERN.fullmatch(name.lower()) else None
+        if known is not None:  # unknown names are not logged: they may be mistyped passwords
+            audit.record("sign-in refused", known.username)
+        return render_template("admin/login.html", form=form, wrong=True), 422
+    session.clear()  # nothing from before the sign-in is carried into the owner's session
+    login_user(user)
+    auth.mark_seen()
+    user.last_sign_in_at = utcnow()
+    audit.record("sign-in", user.username)
+    return redirect(_safe_next(request.args.get("next")), code=303)
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    """Sign out, ending every session of the account, copied cookies included."""
+    user = current_user._get_current_object()
+    auth.revoke_sessions(user)
+    audit.record("sign-out", user.username)
+    logout_user()
+    session.clear()
+    flash(_("You are signed out."))
+    return redirect(url_for("admin.login"), code=303)
+
+
+def _filters() -> tuple[str, str]:
+    """The search text and status filter of this request; 400 for an unknown filter."""
+    q = request.args.get("q", "").strip()[:SEARCH_MAX]
+    status = request.args.get("status", "all")
+    if status not in archive.FILTERS:
+        abort(400, description=_("Unknown status filter. Use one of: %(filters)s.",
+                                 filters=", ".join(archive.FILTERS)))
+    return q, status
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    """The submissions, newest first, 50 a page, searched and filtered."""
+    q, status = _filters()
+    page = db.paginate(archive.filtered(q, status), page=max(request.args.get(
+        "page", 1, type=int) or 1, 1), per_page=PER_PAGE, error_out=False)
+    states = actions.mail_states(submission.id for submission in page.items)
+    return render_template("admin/index.html", page=page, states=states, q=q, status=status,
+                           filters=archive.FILTERS)
+
+
+def _submission(submission_id: str) -> Submission:
+    """The submission, or 404."""
+    submission = db.session.get(Submission, submission_id)
+    if submission is None:
+        abort(404, description=_("There is no message with this id (it may have been deleted)."))
+    return submission
+
+
+def _stored_file(submission: Submission) -> Path | None:
+    """The submission's file on disk, if it is still kept there."""
+    if not submission.attachment_path:
+        return None
+    root = Path(current_app.config["UPLOAD_FOLDER"]).resolve()
+    path = (root / submission.attachment_path).resolve()
+    return path if root in path.parents and path.is_file() else None
+
+
+@bp.get("/submissions/<submission_id>")
+def detail(submission_id: str) -> ResponseReturnValue:
+    """One submission: its message, its file, both mails with every attempt."""
+    submission = _submission(submission_id)
+    mails = actions.mails_of(submission.id)
+    return render_template(
+        "admin/detail.html", submission=submission, mails=mails,
+        attempts={mail.id: outbox.attempts_of(mail.id) for mail in mails},
+        file_kept=_stored_file(submission) is not None)
+
+
+@bp.get("/submissions/<submission_id>/attachment")
+def attachment(submission_id: str) -> ResponseReturnValue:
+    """The uploaded file as a download, never shown by the browser."""
+    submission = _submission(submission_id)
+    path = _stored_file(submission)
+    if path is None:
+        abort(404, description=_("This message's file is no longer kept."))
+    response = send_file(path, mimetype="application/octet-stream", as_attachment=True,
+                         download_name=submission.attachment_name or path.name)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+@bp.post("/submissions/<submission_id>/resend")
+def resend(submission_id: str) -> ResponseReturnValue:
+    """Queue a new copy of the owner's mail."""
+    submission = _submission(submission_id)
+    actions.resend(submission)
+    audit.record("resend", owner(), submission.id)
+    flash(_("A new copy of the mail is queued."))
+    return redirect(url_for("admin.detail", submission_id=submission.id), code=303)
+
+
+@bp.post("/submissions/<submission_id>/spam")
+def spam(submission_id: str) -> ResponseReturnValue:
+    """File the submission as spam."""
+    submission = _submission(submission_id)
+    actions.mark_spam(submission)
+    audit.record("spam", owner(), submission.id)
+    flash(_("Marked as spam."))
+    return redirect(url_for("admin.detail", submission_id=submission.id), code=303)
+
+
+@bp.post("/submissions/<submission_id>/not-spam")
+def not_spam(submission_id: str) -> ResponseReturnValue:
+    """Release the submission from spam, sending the owner's mail if it never went."""
+    submission = _submission(submission_id)
+    queued = actions.mark_not_spam(submission)
+    audit.record("not spam", owner(), submission.id)
+    flash(_("Marked as not spam. Its mail is queued.") if queued else _("Marked as not spam."))
+    return redirect(url_for("admin.detail", submission_id=submission.id), code=303)
+
+
+@bp.post("/submissions/<submission_id>/delete")
+def delete(submission_id: str) -> ResponseReturnValue:
+    """Delete the submission, its mails, their history and its file."""
+    if not privacy.delete_submission(submission_id):
+        abort(404, description=_("There is no message with this id (it may have been deleted)."))
+    audit.record("delete", owner(), submission_id)
+    flash(_("The message, its mails, their history and its file are deleted."))
+    return redirect(url_for("admin.index"), code=303)
+
+
+@bp.get("/outbox")
+def outbox_page() -> ResponseReturnValue:
+    """Mails by status, and the failed ones with their last reply."""
+    return render_template("admin/outbox.html", counts=outbox.status_counts(),
+                           failed=actions.failed_mails())
+
+
+@bp.post("/outbox/retry")
+def retry() -> ResponseReturnValue:
+    """Requeue every failed mail."""
+    count = actions.retry_failed()
+    audit.record("retry", owner(), detail=f"{count} mail(s) requeued")
+    flash(ngettext("%(num)s failed mail queued again.", "%(num)s failed mails queued again.",
+                   count))
+    return redirect(url_for("admin.outbox_page"), code=303)
+
+
+def _export(kind: str) -> Response:
+    """The filtered submissions, streamed from the database in chunks."""
+    q, status = _filters()
+    # The search text may be an address: the audit line says only that there was one.
+    audit.record("export", owner(), detail=f"{kind}, filter {status}"
+                 + (", with a search" if q else ""))
+    chunks = (export.csv_chunks if kind == "csv" else export.json_chunks)(
+        archive.filtered(q, status))
+    mimetype = "text/csv" if kind == "csv" else "application/json"
+    filename = f"submissions-{utcnow():%Y%m%d-%H%M%S}.{kind}"
+    return Response(stream_with_context(chunks), mimetype=mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@bp.get("/export.csv")
+def export_csv() -> ResponseReturnValue:
+    """The archive as CSV (formula cells neutralised)."""
+    return _export("csv")
+
+
+@bp.get("/export.json")
+def export_json() -> ResponseReturnValue:
+    """The archive as JSON."""
+    return _export("json")
+
+
+@bp.route("/erase", methods=["GET", "POST"])
+def erase() -> ResponseReturnValue:
+    """Remove everything held about one address, and say what was removed."""
+    form = EraseForm()
+    if not form.validate_on_submit():
+        return render_template("admin/erase.html", form=form), 422 if form.errors else 200
+    summary = privacy.erase_address(form.address.data or "").summary()
+    audit.record("erase", owner(), detail=summary)  # the summary names no address
+    flash(_("Erased: %(summary)s", summary=summary))
+    return redirect(url_for("admin.erase"), code=303)
+
+
+@bp.get("/audit")
+def audit_page() -> ResponseReturnValue:
+    """Who did what and when, newest first."""
+    page = db.paginate(audit.newest_first(), page=max(request.args.get(
+        "page", 1, type=int) or 1, 1), per_page=PER_PAGE, error_out=False)
+    return render_template("admin/audit.html", page=page)

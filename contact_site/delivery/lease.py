@@ -1,0 +1,231 @@
+"""A batch's claims kept alive while its mails are sent, and given back when the worker stops.
+
+A `LeaseKeeper` runs beside the thread that sends one batch. It renews the claim
+on every mail not yet finished well before the lease runs out, however long one
+mail takes, so a live worker never loses a claim to another worker. It aborts a
+send that would outlive its claim (renewals failing), the claim already lost, a
+send past MAX_SECONDS_PER_MAIL, and, once told to stop, gives back at once every
+mail not yet started and abandons the one in hand after STOP_GRACE_SECONDS.
+
+The keepers of one process share one heartbeat thread (however many delivery
+loops run), so a process's threads stay bounded: its loops plus one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+
+from . import outbox
+from .models import OutboxMail
+
+log = logging.getLogger("contact_site.delivery")
+
+TICK_SECONDS = 0.2
+# A stopping worker lets the mail in hand finish for this long, then abandons it:
+# well inside gunicorn's graceful_timeout and systemd's stop timeout.
+STOP_GRACE_SECONDS = 10.0
+# The per-socket MAIL_TIMEOUT catches a silent server; this catches one that keeps
+# trickling bytes. Generous: a 100 MiB attachment on a slow uplink is legitimate.
+MAX_SECONDS_PER_MAIL = 2 * 3600.0
+
+STOPPING, CLAIM_LOST, LEASE_AT_RISK, TOO_LONG = (
+    "stopping", "claim lost", "claim could not be renewed", "took too long")
+
+
+class LeaseKeeper:
+    """Holds one batch's claims from a heartbeat thread; hands out its mails one by one."""
+
+    def __init__(self, app: Flask, rows: list[OutboxMail],
+                 stop_event: threading.Event | None = None) -> None:
+        self.app = app
+        self.lease = float(app.config["DELIVERY_CLAIM_SECONDS"])
+        self._stop_event = stop_event
+        self._lock = threading.Lock()
+        self._waiting = list(rows)
+        self._in_hand: OutboxMail | None = None
+        self._connection: Any = None  # set only while the mail in hand is being sent
+        self._send_started = 0.0
+        self._abort_reason: str | None = None
+        self._stop_seen: float | None = None
+        # Conservative: measured before each renewal was sent.
+        self._held_until = time.monotonic() + self.lease
+        self._renewed_at = time.monotonic()
+        self._done = threading.Event()
+        self._beating = threading.Lock()  # held while the heartbeat works on this batch
+
+    def start(self) -> None:
+        """Start the heartbeat."""
+        _heartbeat().add(self)
+
+    def next_mail(self, should_stop: Callable[[], bool] | None = None) -> OutboxMail | None:
+        """The next mail to send, with a full lease and marked in hand; None when done."""
+        while True:
+            with self._lock:
+                if self._in_hand is not None:
+                    self._in_hand = None
+                if self._stopping() or (should_stop and should_stop()) or not self._waiting:
+                    break
+                row, rest = self._waiting[0], list(self._waiting)
+            started = time.monotonic()
+            held = outbox.renew_claims(rest, starting=row)
+            with self._lock:
+                self._renewed(started)
+                self._waiting = [r for r in self._waiting if r.id in held]
+                if row.id not in held:  # taken over: it belongs to another worker now
+                    continue
+                self._waiting.remove(row)
+                self._in_hand, self._abort_reason = row, None
+                return row
+        self.give_back()
+        return None
+
+    def unfinished(self) -> list[OutboxMail]:
+        """The mail in hand and those waiting behind it."""
+        with self._lock:
+            return ([self._in_hand] if self._in_hand else []) + list(self._waiting)
+
+    def sending(self, connection: Any) -> None:
+        """The mail in hand is now being sent over `connection`."""
+        with self._lock:
+            self._connection, self._send_started = connection, time.monotonic()
+
+    def sent(self) -> str | None:
+        """The send has ended; why it was aborted, if it was."""
+        with self._lock:
+            self._connection = None
+            return self._abort_reason
+
+    def give_back(self) -> None:
+        """Release at once every claim not yet started (idempotent)."""
+        with self._lock:
+            rows, self._waiting = self._waiting, []
+        if rows:
+            with self.app.app_context():
+                count = outbox.release_all(rows)
+            log.info("gave back %d unsent mail(s): %s", count, [row.id for row in rows])
+
+    def finish(self) -> None:
+        """Stop the heartbeat and give back whatever was not started."""
+        self._done.set()
+        _heartbeat().remove(self)
+        with self._beating:  # a beat in progress for this batch ends first
+            pass
+        self.give_back()
+
+    def _stopping(self) -> bool:
+        return self._stop_seen is not None or bool(self._stop_event and self._stop_event.is_set())
+
+    def _renewed(self, started: float) -> None:
+        self._renewed_at, self._held_until = started, started + self.lease
+
+    def tick(self) -> None:
+        """One heartbeat: renew when due, give back on stop, abort a send that must not go on."""
+        with self._beating:
+            if self._done.is_set():
+                return
+            try:
+                self._beat()
+            except Exception:  # the heartbeat must outlive a database hiccup; it is logged
+                log.warning("could not renew the claims of this batch", exc_info=True)
+                self._renewed_at = time.monotonic()  # try again at the next interval
+            self._watch()
+
+    def _beat(self) -> None:
+        """Give back on stop; renew every third of the lease."""
+        if self._stop_event is not None and self._stop_event.is_set():
+            if self._stop_seen is None:
+                self._stop_seen = time.monotonic()
+                self.give_back()
+        if time.monotonic() - self._renewed_at < self.lease / 3:
+            return
+        rest, started = self.unfinished(), time.monotonic()
+        with self.app.app_context():
+            held = outbox.renew_claims(rest)
+        with self._lock:
+            self._renewed(started)
+            if self._in_hand is not None and self._in_hand.id not in held:
+                self._abort(CLAIM_LOST)
+
+    def _watch(self) -> None:
+        """Abort a send that must not go on."""
+        now = time.monotonic()
+        with self._lock:
+            if self._connection is None:
+                return
+            if self._held_until - now < self.lease / 3:
+                self._abort(LEASE_AT_RISK)
+            elif now - self._send_started > MAX_SECONDS_PER_MAIL:
+                self._abort(TOO_LONG)
+            elif self._stop_seen is not None and now - self._stop_seen > STOP_GRACE_SECONDS:
+                self._abort(STOPPING)
+
+    def _abort(self, reason: str) -> None:
+        """Cut the connection under the send (called with the lock held)."""
+        if self._connection is None or self._abort_reason is not None:
+            return
+        self._abort_reason = reason
+        sock = getattr(self._connection.host, "sock", None)
+        log.warning("mail %s: aborting the send: %s", getattr(self._in_hand, "id", "?"), reason)
+        try:  # shutdown, not close: the sending thread's blocked call returns at once
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class Heartbeat:
+    """One thread per process that ticks every running LeaseKeeper; it ends when none is left."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._keepers: list[LeaseKeeper] = []
+        self._thread: threading.Thread | None = None
+
+    def add(self, keeper: LeaseKeeper) -> None:
+        """Tick this keeper from now on, starting the thread if it is not running."""
+        with self._lock:
+            self._keepers.append(keeper)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="contact-lease",
+                                                daemon=True)
+                self._thread.start()
+
+    def remove(self, keeper: LeaseKeeper) -> None:
+        """Tick this keeper no more."""
+        with self._lock:
+            if keeper in self._keepers:
+                self._keepers.remove(keeper)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(TICK_SECONDS)
+            with self._lock:
+                keepers = list(self._keepers)
+                if not keepers:
+                    self._thread = None  # the next add starts a fresh thread
+                    return
+            for keeper in keepers:
+                keeper.tick()
+
+
+_heartbeats: dict[int, Heartbeat] = {}
+_heartbeats_lock = threading.Lock()
+
+
+def _heartbeat() -> Heartbeat:
+    """This process's heartbeat (a forked child gets its own: threads do not survive a fork)."""
+    with _heartbeats_lock:
+        pid = os.getpid()
+        if pid not in _heartbeats:
+            _heartbeats.clear()
+            _heartbeats[pid] = Heartbeat()
+        return _heartbeats[pid]

@@ -1,0 +1,144 @@
+"""One process's delivery pool: how many loops may send now, and how fast.
+
+DELIVERY_CONCURRENCY loops each hold their own SMTP connection and claim their
+own batches. A 421 reply (the provider's "too many connections" or "service not
+available") halves the loops allowed to send, down to one, for THROTTLE_SECONDS;
+then all may send again. DELIVERY_MAX_PER_MINUTE, when set, spaces the mails
+handed to the provider evenly, one every 60/N seconds, across all the loops of
+this process (a token bucket holding one token): the cap is per process.
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import threading
+import time
+
+from flask import Flask
+
+THROTTLE_SECONDS = 60.0
+THROTTLED = 421
+# A claim is sized to keep its loop busy for about this long: a fast server gets whole
+# batches (one claim for many mails), a slow one small claims, so that the loops of
+# every process of the deployment share a burst instead of the first loop taking it all.
+BATCH_SECONDS = 5.0
+SEND_TIME_WEIGHT = 0.2  # of the newest send in the running average
+
+
+def is_throttle(error: BaseException) -> bool:
+    """Whether the server answered 421: it wants fewer connections or a pause."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return any(code == THROTTLED for code, _ in error.recipients.values())
+    if isinstance(error, smtplib.SMTPResponseException):
+        return error.smtp_code == THROTTLED
+    return False
+
+
+class RateLimiter:
+    """At most `per_minute` takes a minute, spaced evenly; shared by the loops of a process."""
+
+    def __init__(self, per_minute: int | None) -> None:
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._lock = threading.Lock()
+        self._next = 0.0  # monotonic time at which the next take is allowed
+
+    def take(self, stop: threading.Event | None = None) -> float | None:
+        """Wait for this caller's slot and return it; None if `stop` was set meanwhile."""
+        if not self.interval:
+            return 0.0
+        with self._lock:  # reserve a slot: each caller waits for its own
+            slot = max(time.monotonic(), self._next)
+            self._next = slot + self.interval
+        wait = slot - time.monotonic()
+        if wait > 0 and (stop or threading.Event()).wait(wait):
+            self.give_back(slot)
+            return None
+        return slot
+
+    def give_back(self, slot: float) -> None:
+        """Return an unused slot, unless another caller has reserved one after it."""
+        with self._lock:
+            if self.interval and self._next == slot + self.interval:
+                self._next = slot
+
+
+class DeliveryPool:
+    """The shared state of one process's delivery loops."""
+
+    def __init__(self, concurrency: int, per_minute: int | None) -> None:
+        self.concurrency = concurrency
+        self.limiter = RateLimiter(per_minute)
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._active = concurrency
+        self._throttled_until = 0.0
+        self._busy = 0
+        self._send_seconds: float | None = None  # running average; None before the first
+
+    def active(self) -> int:
+        """How many loops may send now (all, unless a 421 lowered it a moment ago)."""
+        with self._lock:
+            if self._active < self.concurrency and time.monotonic() >= self._throttled_until:
+                self._active = self.concurrency
+            return self._active
+
+    def may_send(self, index: int) -> bool:
+        """Whether loop `index` (0-based) may send now."""
+        return index < self.active()
+
+    def seconds_paused(self) -> float:
+        """How long the lowered concurrency lasts yet (0 when not lowered)."""
+        with self._lock:
+            return max(0.0, self._throttled_until - time.monotonic())
+
+    def throttle(self) -> int:
+        """A 421: halve the loops allowed to send (at least one) for a while; how many remain."""
+        with self._lock:
+            self._active = max(1, self._active // 2)
+            self._throttled_until = time.monotonic() + THROTTLE_SECONDS
+            return self._active
+
+    def sent_in(self, seconds: float) -> None:
+        """One mail took this long to hand over (its DATA and the reply)."""
+        with self._lock:
+            if self._send_seconds is None:
+                self._send_seconds = seconds
+            else:
+                self._send_seconds += SEND_TIME_WEIGHT * (seconds - self._send_seconds)
+
+    def claim_size(self, due: int, batch_size: int) -> int:
+        """How many of the `due` mails one loop should claim now (0 when none are due).
+
+        At most its fair share of what is due and about BATCH_SECONDS of sending;
+        one mail until a send has been timed. A pool of one loop claims whole
+        batches, as one worker always did.
+        """
+        if due <= 0:
+            return 0
+        if self.concurrency == 1:
+            return min(batch_size, due)
+        with self._lock:
+            average = self._send_seconds
+        by_time = 1 if average is None else max(1, int(BATCH_SECONDS / max(average, 1e-4)))
+        return max(1, min(batch_size, -(-due // self.active()), by_time))
+
+    def busy(self, delta: int) -> int:
+        """Count a loop starting (+1) or ending (-1) a pass; how many are in a pass."""
+        with self._lock:
+            self._busy += delta
+            return self._busy
+
+
+_creating = threading.Lock()
+
+
+def pool_of(app: Flask) -> DeliveryPool:
+    """This process's pool for the app, made at first use (a forked child makes its own)."""
+    with _creating:
+        pool: DeliveryPool | None = app.extensions.get("contact_delivery_pool")
+        if pool is None or pool.pid != os.getpid():
+            pool = DeliveryPool(app.config["DELIVERY_CONCURRENCY"],
+                                app.config["DELIVERY_MAX_PER_MINUTE"])
+            app.extensions["contact_delivery_pool"] = pool
+        return pool

@@ -1,0 +1,32 @@
+"""Text from outside (SMTP replies, addresses) made safe to show an operator."""
+
+from __future__ import annotations
+
+import unicodedata
+
+# Named like Python string escapes, so an operator reads "\r" rather than "\x0d".
+NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+# Unicode categories that move the cursor, rewrite the screen or reorder what follows:
+# Cc (C0, DEL, C1 such as CSI U+009B), Cf (bidi overrides and isolates, marks,
+# zero-width characters, tags), Zl/Zp (line and paragraph separators), Cs (lone
+# surrogates), Co/Cn (private use and unassigned, whose rendering nobody controls).
+ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+
+
+def _escape(char: str) -> str:
+    if char in NAMED:
+        return NAMED[char]
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def escape_controls(text: str | None) -> str:
+    """`text` with every control, format and invisible character written as an escape."""
+    if not text:
+        return ""
+    return "".join(_escape(c) if unicodedata.category(c) in ESCAPED_CATEGORIES else c
+                   for c in text)

@@ -1,0 +1,90 @@
+"""Operator commands: `flask --app contact_site submissions list|export|purge|erase`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from sqlalchemy import Select
+
+from ..database import utcnow
+from . import archive, export, privacy, retention
+
+submissions_cli = AppGroup("submissions", help="List, export, purge and erase submissions.")
+
+STATUS = click.Choice(archive.FILTERS)
+
+
+def _query(q: str | None, status: str | None, email: str | None) -> Select[Any]:
+    """The submissions asked for; with --email, all of that visitor's unless --status narrows."""
+    if email:
+        return archive.of_visitor(email, q, status)
+    return archive.filtered(q, status or "all")
+
+
+def _filters(function: Any) -> Any:
+    """The options shared by `list` and `export`."""
+    function = click.option("--email", help="Only the submissions from this address "
+                            "(spam included).")(function)
+    function = click.option("--status", type=STATUS,
+                            help="Only this state (default: all but spam).")(function)
+    return click.option("--q", help="Search the address, name, subject and message.")(function)
+
+
+@submissions_cli.command("list")
+@_filters
+@click.option("--limit", default=50, show_default=True, help="At most this many, newest first.")
+def list_command(q: str | None, status: str | None, email: str | None, limit: int) -> None:
+    """Submissions, newest first: id, time, state, address, subject."""
+    shown = 0
+    for rows in export.pages(_query(q, status, email)):
+        for row in rows[:limit - shown]:
+            click.echo(f"{row['id']}  {export.timestamp(row['created_at'])}  "
+                       f"{row['status']:9} {row['email']}  {row['subject']}")
+        shown += min(len(rows), limit - shown)
+        if shown >= limit:
+            break
+    if not shown:
+        click.echo("no submissions", err=True)
+
+
+@submissions_cli.command("export")
+@click.option("--format", "form", type=click.Choice(["csv", "json"]), default="csv",
+              show_default=True)
+@_filters
+@click.option("--output", type=click.File("w", encoding="utf-8"), default="-",
+              help="Write to this file instead of standard output.")
+def export_command(form: str, q: str | None, status: str | None, email: str | None,
+                   output: Any) -> None:
+    """Export submissions; `--email ADDRESS --format json` gives everything held about them."""
+    if email and form == "json":
+        if q or status:
+            raise click.UsageError("--email with --format json exports everything held about "
+                                   "the visitor: leave out --q and --status")
+        json.dump(privacy.visitor_export(email), output, ensure_ascii=False, indent=2)
+        output.write("\n")
+        return
+    chunks = export.json_chunks if form == "json" else export.csv_chunks
+    for chunk in chunks(_query(q, status, email)):
+        output.write(chunk)
+
+
+@submissions_cli.command("purge")
+def purge_command() -> None:
+    """Apply the retention settings now and print what was removed."""
+    click.echo(retention.purge(utcnow()).summary())
+
+
+@submissions_cli.command("erase")
+@click.argument("address")
+def erase_command(address: str) -> None:
+    """Remove everything held about ADDRESS (SPEC §10); prints counts, never the address."""
+    click.echo(privacy.erase_address(address).summary())
+
+
+def init_app(app: Flask) -> None:
+    """Register the command group."""
+    app.cli.add_command(submissions_cli)

@@ -1,0 +1,143 @@
+"""Rules on what was written: links, the owner's blocklist, the same message posted again.
+
+Reasons are shown to the owner, so they name the rule and, for the blocklist,
+the owner's own entry that matched: never the visitor's text. The duplicate rule
+keeps a hash of the normalised message and the sender's network, not the text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import delete, exists, select
+
+from ..extensions import db
+from ..ratelimit import network_of
+from .models import MessageFingerprint
+
+# Each occurrence counts: a scheme (with its `www.` once), a bare `www.`, BBCode and
+# HTML links. Bare domains without either ("example.com") are not counted: ordinary
+# text names sites that way, and spam that wants clicks writes a scheme.
+LINK = re.compile(r"(?:\b(?:https?|ftp)://(?:www\.)?|(?<![\w./@-])www\.|\[url\b|<a\s)",
+                  re.IGNORECASE)
+FINGERPRINT_SALT = b"contact_site.spam.fingerprint\n"
+
+
+def link_count(text: str) -> int:
+    """How many links the text holds."""
+    return len(LINK.findall(text))
+
+
+def normalise(text: str) -> str:
+    """The text as the rules compare it: NFKC (full-width letters fold), case-folded,
+    each run of white space one space, so cosmetic changes do not make another message."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+@dataclass(frozen=True)
+class Blocklist:
+    """The owner's entries, each with the pattern that finds it as a whole word or domain."""
+
+    entries: tuple[tuple[str, re.Pattern[str]], ...]
+
+    def first_match(self, texts: Iterable[str]) -> str | None:
+        """The first entry found in any of the texts, as the owner wrote it."""
+        folded = [normalise(text) for text in texts]
+        for entry, pattern in self.entries:
+            if any(pattern.search(text) for text in folded):
+                return entry
+        return None
+
+
+def parse_blocklist(lines: Iterable[str]) -> Blocklist:
+    """One entry a line; `#` starts a comment; blank lines are skipped."""
+    entries = []
+    for line in lines:
+        entry = line.partition("#")[0].strip()
+        if entry:
+            entries.append((entry, _pattern(normalise(entry))))
+    return Blocklist(tuple(entries))
+
+
+def _pattern(term: str) -> re.Pattern[str]:
+    """A word or phrase as a whole word; a domain also as any of its subdomains.
+
+    `spam.example` matches `www.spam.example` and `x@spam.example`, not
+    `notspam.example` nor `spam.example.org`.
+    """
+    if "." in term:
+        return re.compile(r"(?<![\w-])" + re.escape(term) + r"(?![\w-])(?!\.[\w-])")
+    return re.compile(r"(?<!\w)" + re.escape(term) + r"(?!\w)")
+
+
+class _BlocklistFile:
+    """The file named by CONTACT_BLOCKLIST_FILE, read again whenever its mtime changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded: dict[str, tuple[int | None, Blocklist]] = {}
+
+    def get(self, path: str) -> Blocklist:
+        """The entries of the file as it is now (as it was last read, if it cannot be read)."""
+        with self._lock:
+            known = self._loaded.get(path, (None, Blocklist(())))
+            try:
+                stamp = os.stat(path).st_mtime_ns
+                if stamp != known[0]:
+                    text = Path(path).read_text(encoding="utf-8", errors="replace")
+                    known = self._loaded[path] = (stamp, parse_blocklist(text.splitlines()))
+            except OSError:  # being replaced, or removed: keep what it said last
+                pass
+            return known[1]
+
+
+_blocklist_file = _BlocklistFile()
+
+
+def blocklist_match(texts: Iterable[str]) -> str | None:
+    """The first CONTACT_BLOCKLIST_FILE entry found in the texts, or None (also without a file)."""
+    path = current_app.config.get("CONTACT_BLOCKLIST_FILE")
+    if not path:
+        return None
+    return _blocklist_file.get(path).first_match(texts)
+
+
+def fingerprint(message: str, remote_addr: str) -> str:
+    """HMAC-SHA-256 of the sender's network (IPv4 address, IPv6 /64) and the normalised
+    message, keyed with SECRET_KEY so a copy of the table cannot be matched to guessed texts."""
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    data = f"{network_of(remote_addr)}\n{normalise(message)}".encode()
+    return hmac.new(secret, FINGERPRINT_SALT + data, hashlib.sha256).hexdigest()
+
+
+def is_duplicate(message: str, remote_addr: str | None, now: datetime) -> bool:
+    """Whether this network sent this message within CONTACT_DUPLICATE_HOURS (a day by
+    default; 0 turns the rule off); the post is remembered either way.
+
+    The fingerprint is added to the session, not flushed: it is committed with
+    the submission and undone with it, so a post that could not be stored leaves
+    none. Fingerprints older than the window are pruned at once, in a transaction
+    of their own.
+    """
+    hours = current_app.config["CONTACT_DUPLICATE_HOURS"]
+    if not hours or not normalise(message) or remote_addr is None:
+        return False
+    digest, table = fingerprint(message, remote_addr), MessageFingerprint
+    since = now - timedelta(hours=hours)
+    with db.engine.begin() as conn:
+        conn.execute(delete(MessageFingerprint.__table__).where(
+            MessageFingerprint.__table__.c.seen_at <= since))
+    seen = db.session.scalar(select(exists().where(table.digest == digest,
+                                                   table.seen_at > since)))
+    db.session.add(MessageFingerprint(digest=digest, seen_at=now))
+    return bool(seen)

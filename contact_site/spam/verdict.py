@@ -1,0 +1,107 @@
+"""Every submission's verdict: ham, suspect or spam, with the reasons found (SPEC §12).
+
+`judge` runs every rule and keeps every reason; the worst kind wins. Reasons
+are short codes shown to the owner; the only free text in them is the owner's
+own blocklist entry.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import current_app
+
+from . import altcha, content, timetrap
+from .clock import naive_utc
+
+HONEYPOT_FIELD = "website"
+MESSAGE_FIELD = "message"
+# Fields the blocklist looks in besides the message: a domain entry also finds an
+# address at that domain.
+BLOCKLIST_FIELDS = ("message", "subject", "name", "email")
+REASON_SEPARATOR = "\n"  # blocklist entries are one a line, so none holds one
+
+
+class Kind(enum.StrEnum):
+    """What a submission is taken for; the value is what the database stores."""
+
+    HAM = "ham"
+    SUSPECT = "suspect"
+    SPAM = "spam"
+
+
+# Each reason code and the kind it makes a submission; `blocklist:<entry>` is spam.
+REASONS: dict[str, Kind] = {
+    "honeypot": Kind.SPAM,
+    "too_fast": Kind.SPAM,
+    "time_tampered": Kind.SPAM,
+    "no_form_time": Kind.SUSPECT,
+    "no_proof": Kind.SUSPECT,
+    "proof_expired": Kind.SUSPECT,
+    "proof_replayed": Kind.SUSPECT,
+    "proof_forged": Kind.SPAM,
+    "too_many_links": Kind.SUSPECT,
+    "duplicate": Kind.SPAM,
+}
+BLOCKLIST_PREFIX = "blocklist:"
+RANK = {Kind.HAM: 0, Kind.SUSPECT: 1, Kind.SPAM: 2}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The kind of a submission and why; `reasons` is empty for ham."""
+
+    kind: Kind
+    reasons: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, reasons: tuple[str, ...]) -> Verdict:
+        """The verdict the reasons add up to: the worst kind among them."""
+        kinds = [kind_of(reason) for reason in reasons]
+        return cls(max(kinds, key=RANK.__getitem__, default=Kind.HAM), reasons)
+
+    def reasons_text(self) -> str:
+        """The reasons as stored in `submission.verdict_reasons`."""
+        return REASON_SEPARATOR.join(self.reasons)
+
+
+def kind_of(reason: str) -> Kind:
+    """The kind one reason code makes a submission."""
+    if reason.startswith(BLOCKLIST_PREFIX):
+        return Kind.SPAM
+    return REASONS[reason]
+
+
+def reasons_from_text(text: str | None) -> tuple[str, ...]:
+    """The reasons stored by `Verdict.reasons_text`."""
+    return tuple(reason for reason in (text or "").split(REASON_SEPARATOR) if reason)
+
+
+def judge(form_values: Mapping[str, str], remote_addr: str | None, now: datetime) -> Verdict:
+    """Run every rule on a posted form and return the verdict with all its reasons.
+
+    Writes: the proof's challenge is marked used (committed at once), and the
+    message's fingerprint is added to db.session, to be committed with the
+    submission. Call it once per new submission, before anything else writes in
+    the request's session. Raises SQLAlchemyError when the database is down.
+    """
+    moment = naive_utc(now)
+    config = current_app.config
+    reasons: list[str | None] = []
+    if form_values.get(HONEYPOT_FIELD):
+        reasons.append("honeypot")
+    reasons.append(timetrap.check_form_time(form_values.get(timetrap.FIELD), moment))
+    if config["CONTACT_PROOF_OF_WORK"] == "altcha":
+        reasons.append(altcha.check_proof(form_values.get(altcha.FIELD), moment))
+    message = form_values.get(MESSAGE_FIELD) or ""
+    if content.link_count(message) > config["CONTACT_MAX_LINKS"]:
+        reasons.append("too_many_links")
+    entry = content.blocklist_match(form_values.get(name) or "" for name in BLOCKLIST_FIELDS)
+    if entry is not None:
+        reasons.append(BLOCKLIST_PREFIX + entry)
+    if content.is_duplicate(message, remote_addr, moment):
+        reasons.append("duplicate")
+    return Verdict.of(tuple(reason for reason in reasons if reason))

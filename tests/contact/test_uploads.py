@@ -1,0 +1,215 @@
+"""Upload checks as units: a file, as Werkzeug hands it over, is accepted or refused with why."""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from upload_samples import (
+    MIB,
+    VBA_TYPE,
+    docx,
+    docx_parts,
+    encrypted,
+    gigabyte_bomb,
+    odt,
+    odt_parts,
+    understated,
+    zeros_docx,
+    zipped,
+)
+from werkzeug.datastructures import FileStorage
+
+from contact_site import create_app
+from contact_site.contact import uploads
+from contact_site.contact.uploads import REFUSALS, UploadRefused, check
+
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+ODT_TYPE = "application/vnd.oasis.opendocument.text"
+TEXT_TYPE = "text/plain; charset=utf-8"
+CHUNK = uploads.CHUNK
+LINES = b"Dear team,\nplease find my notes below.\n" * 2000  # about 78 KiB, more than a chunk
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """An app whose settings the checks read; no database or delivery is needed for them."""
+    folder = tmp_path_factory.mktemp("upload_units")
+    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key-not-for-production",
+                      "DATABASE_URL": f"sqlite:///{folder / 'unused.sqlite'}",
+                      "UPLOAD_FOLDER": str(folder / "uploads"), "CONTACT_MAX_UPLOAD_MB": 10})
+    with app.app_context():
+        yield app
+
+
+def checked(app: Flask, filename: str, content: bytes) -> str:
+    """The content type `check` gives the file, or the reason it refuses it."""
+    try:
+        return check(FileStorage(io.BytesIO(content), filename=filename)).content_type
+    except UploadRefused as error:
+        assert str(error) == REFUSALS[error.reason].format(extension=filename.rpartition(".")[2],
+                                                           limit=uploads.MAX_PARTS,
+                                                           limit_mb=100, allowed="")
+        return f"refused: {error.reason}"
+
+
+def at_chunk_boundary(piece: bytes) -> bytes:
+    """Text whose `piece` straddles the end of the first chunk read."""
+    return b"x" * (CHUNK - len(piece) // 2) + piece + b"\n"
+
+
+def with_duplicate_part() -> bytes:
+    """A .docx holding word/document.xml twice (parsers would disagree on which one counts)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns about the duplicate
+        return zipped(docx_parts() + [("WORD/document.xml", "<x/>")])
+
+
+BILLION_LAUGHS = ('<?xml version="1.0"?><!DOCTYPE w [<!ENTITY a "aaaaaaaaaa">'
+                  '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><w:document '
+                  'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+                  "&b;</w:document>")
+
+ACCEPTED = {
+    "minimal .docx": ("letter.docx", docx(), DOCX_TYPE),
+    "minimal .odt": ("letter.odt", odt(), ODT_TYPE),
+    ".docx with non-ASCII text": ("brief.docx", docx(text="Grüße, 你好, مرحبا"), DOCX_TYPE),
+    ".docx with an image part": ("photo.docx", docx(("word/media/image1.png", b"\x89PNG" * 99)),
+                                 DOCX_TYPE),
+    "ASCII text": ("notes.txt", b"Hello,\nplain words.\n", TEXT_TYPE),
+    "UTF-8 with a BOM": ("notes.txt", "\ufeffRésumé, naïve, 東京\n".encode(), TEXT_TYPE),
+    "text longer than one chunk": ("notes.txt", LINES * 3, TEXT_TYPE),
+    "tabs, form feeds and CRLF": ("notes.txt", b"a\tb\r\n\x0cpage two\r\n", TEXT_TYPE),
+    "angle-bracket addresses and comparisons": (
+        "notes.txt", b"From: Ada <ada@example.com>\nif a < b and x<y then <https://x.example>\n",
+        TEXT_TYPE),
+    "a character split across chunks": ("notes.txt", b"x" * (CHUNK - 1) + "é".encode(),
+                                        TEXT_TYPE),
+}
+
+
+@pytest.mark.parametrize(("filename", "content", "content_type"), ACCEPTED.values(),
+                         ids=ACCEPTED.keys())
+def test_real_files_are_accepted_with_their_type(app, filename, content, content_type):
+    assert checked(app, filename, content) == content_type
+
+
+MARKUP_OPENERS = ["<script>alert(1)</script>", "<SCRIPT src=//x.example/a.js>", "<html>",
+                  "<!DOCTYPE html>", "<svg onload=alert(1)>", "<?xml version='1.0'?>",
+                  "<iframe src=x>", "<object data=x>", "<embed src=x>",
+                  "<meta http-equiv=refresh>", "<?php system($x); ?>", "<% exec %>", "<body>",
+                  "<head>", "<!-- hidden -->", "<style>x{}</style>", "<img src=x onerror=alert(1)>",
+                  "<a href='javascript:alert(1)'>", "<div\nonclick = 'x'>", "<![CDATA[x]]>"]
+
+
+@pytest.mark.parametrize("markup", MARKUP_OPENERS)
+def test_txt_with_markup_after_its_first_line_is_refused(app, markup):
+    assert checked(app, "notes.txt", LINES + markup.encode() + b"\n") == "refused: markup"
+
+
+@pytest.mark.parametrize("markup", ["<script>", "<!--", "<img src=x onerror=alert(1)>"])
+def test_txt_markup_split_across_the_chunk_boundary_is_refused(app, markup):
+    assert checked(app, "notes.txt", at_chunk_boundary(markup.encode())) == "refused: markup"
+
+
+TEXT_REFUSED = {
+    "NUL after 64 KiB": (LINES + b"\x00\x01\x02binary", "control"),
+    "escape sequence": (b"red \x1b[31m alert\n", "control"),
+    "C1 control character": ("caf\u0085e\n".encode(), "control"),
+    "invalid UTF-8 after 64 KiB": (LINES + b"\x89PNG\r\n\x1a\n\xff\xfe", "not_utf8"),
+    "a truncated character at the end": (LINES + "é".encode()[:1], "not_utf8"),
+    "Latin-1 text": ("Résumé\n".encode("latin-1"), "not_utf8"),
+    "UTF-16 with a BOM": ("Hello\n".encode("utf-16"), "not_utf8"),
+    "PDF named .txt": (b"%PDF-1.4\n1 0 obj <<>> endobj\n%%EOF\n", "content"),
+}
+
+
+@pytest.mark.parametrize(("content", "reason"), TEXT_REFUSED.values(), ids=TEXT_REFUSED.keys())
+def test_txt_must_be_utf8_text_throughout(app, content, reason):
+    assert checked(app, "notes.txt", content) == f"refused: {reason}"
+
+
+DOCUMENTS_REFUSED = {
+    "docx carrying word/vbaProject.bin": (
+        "letter.docx", docx(("word/vbaProject.bin", b"\xd0\xcf\x11\xe0" + bytes(500))), "macros"),
+    "docx declaring a VBA .bin content type": ("letter.docx", docx(extra_types=VBA_TYPE),
+                                               "macros"),
+    "docm renamed .docx": (
+        "letter.docx", docx(main="application/vnd.ms-word.document.macroEnabled.main+xml"),
+        "macros"),
+    "docx with ActiveX controls": ("letter.docx", docx(("word/activeX/activeX1.xml", "<a/>")),
+                                   "macros"),
+    "odt with Basic macros": ("letter.odt", odt(("Basic/Standard/Module1.xml", "<m/>")),
+                              "macros"),
+    "odt with scripts": ("letter.odt", odt(("Scripts/python/run.py", "import os")), "macros"),
+    "docx compressed 1000:1": ("bomb.docx", zeros_docx(40), "too_compressed"),
+    "docx understating a part's size": (
+        "bomb.docx", understated(zeros_docx(40), "word/media/image1.png", 10_000), "damaged"),
+    "docx with more than 1000 parts": (
+        "parts.docx", docx(*[(f"word/media/{n}.txt", "x") for n in range(1000)]),
+        "too_many_parts"),
+    "encrypted docx": ("secret.docx", encrypted(docx()), "encrypted"),
+    "docx with a DTD (entity expansion)": (
+        "laughs.docx", zipped(docx_parts()[:2] + [("word/document.xml", BILLION_LAUGHS)]),
+        "damaged"),
+    "docx whose document is not XML": (
+        "broken.docx", zipped(docx_parts()[:2] + [("word/document.xml", "<w:document>")]),
+        "damaged"),
+    "docx with a part twice": ("twice.docx", with_duplicate_part(), "damaged"),
+    "docx with a traversing part name": ("evil.docx", docx(("../../etc/cron.d/x", "x")),
+                                         "damaged"),
+    "docx cut short": ("short.docx", docx()[:-30], "damaged"),
+    "zip without word/document.xml": (
+        "sheet.docx", zipped(docx_parts()[:2] + [("xl/workbook.xml", "<w/>")]), "content"),
+    "docx whose main part is a template": (
+        "template.docx", docx(main="application/vnd.openxmlformats-officedocument."
+                                   "wordprocessingml.template.main+xml"), "content"),
+    "not a zip at all": ("letter.docx", b"Just some text, no archive.", "content"),
+    "odt of a spreadsheet": (
+        "sheet.odt", odt(mimetype="application/vnd.oasis.opendocument.spreadsheet"), "content"),
+    "odt whose mimetype is not first": ("late.odt", zipped(odt_parts()[::-1]), "content"),
+    "odt without content.xml": ("empty.odt", zipped(odt_parts()[:2], stored_first=True),
+                                "content"),
+    "docx named .odt": ("letter.odt", docx(), "content"),
+    "odt named .docx": ("letter.docx", odt(), "content"),
+}
+
+
+@pytest.mark.parametrize(("filename", "content", "reason"), DOCUMENTS_REFUSED.values(),
+                         ids=DOCUMENTS_REFUSED.keys())
+def test_hostile_documents_are_refused_with_their_reason(app, filename, content, reason):
+    assert checked(app, filename, content) == f"refused: {reason}"
+
+
+def test_the_bomb_is_small_and_refused_from_its_directory(app):
+    """About 1 MiB declaring 1 GiB: refused on the declared size, so nothing is inflated."""
+    bomb = gigabyte_bomb()
+    assert len(bomb) < 2 * MIB
+    assert checked(app, "bomb.docx", bomb) == "refused: unpacked_too_large"
+
+
+def test_check_leaves_the_stream_at_its_start(app):
+    """The stored copy is read from the beginning, whatever the checks read."""
+    stream = io.BytesIO(docx())
+    check(FileStorage(stream, filename="letter.docx"))
+    assert stream.tell() == 0
+
+
+@pytest.mark.parametrize("reason", REFUSALS)
+def test_every_refusal_is_one_plain_sentence_or_two(reason):
+    """The words are filled in, end with a full stop and carry no code-like names."""
+    words = REFUSALS[reason].format(extension="docx", limit=1000, limit_mb=100, allowed="pdf")
+    assert words.endswith(".") and "{" not in words
+    assert not re.search(r"vbaProject|zip|ratio|Exception", words)
+
+
+def test_no_file_is_written_by_a_check(app):
+    """Checks read the upload in memory: nothing appears in the upload folder."""
+    checked(app, "letter.docx", docx())
+    checked(app, "bomb.docx", gigabyte_bomb())
+    assert not Path(app.config["UPLOAD_FOLDER"]).exists()

@@ -1,0 +1,190 @@
+"""Composing the two mails of a submission: headers, bodies, escaping, what the visitor typed."""
+
+from __future__ import annotations
+
+import email.policy
+import uuid
+from datetime import datetime
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import getaddresses, parsedate_to_datetime
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from contact_site.delivery.compose import THANK_YOU_SUBJECT, compose
+from contact_site.delivery.models import Kind
+from contact_site.submissions.models import Submission
+
+CREATED = datetime(2026, 5, 17, 9, 30, 15)
+MESSAGE_ID = "<20260517093015.1@example.org>"
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+NAME = 'Ada "Countess" Lovelace <ada@evil.example>, & co'
+SUBJECT = "Engines <b>bold</b> & \"quotes\" 'too'"
+MESSAGE = "Hello <script>alert('x')</script>\n\n& a second paragraph: caf\u00e9 \u674e\u96f7"
+
+
+@pytest.fixture
+def app(make_app) -> Flask:
+    """An app for composing only: no delivery thread."""
+    return make_app(deliver=False)
+
+
+def submission(**fields: object) -> Submission:
+    """A submission as the form stores it, not saved: composing needs no database."""
+    values: dict[str, object] = {
+        "id": uuid.uuid4().hex, "submission_key": uuid.uuid4().hex, "created_at": CREATED,
+        "recipient_slug": "sales", "recipient_name": "Sales",
+        "recipient_address": "sales@example.com",
+        "name": NAME, "email": "ada@example.com", "subject": SUBJECT, "message": MESSAGE,
+        "thank_you_sent": True,
+    }
+    return Submission(**{**values, **fields})
+
+
+def wire(app: Flask, kind: Kind, stored: Submission) -> bytes:
+    """The bytes that would go to the SMTP server after DATA."""
+    with app.app_context():
+        return b"".join(compose(kind, stored, MESSAGE_ID, CREATED).as_streamed().chunks())
+
+
+def parsed(data: bytes) -> EmailMessage:
+    """The mail as a reader with Python's modern parser sees it."""
+    message = BytesParser(policy=email.policy.default).parsebytes(data)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def one_address(data: bytes, header: str) -> tuple[str, str]:
+    """The single (display name, address) of an address header, read by two parsers alike."""
+    [modern] = parsed(data)[header].addresses
+    raw = BytesParser(policy=email.policy.compat32).parsebytes(data).get_all(header)
+    [(_name, legacy)] = getaddresses(raw)  # the undecoded header, as older tools read it
+    assert legacy == modern.addr_spec
+    return modern.display_name, modern.addr_spec
+
+
+def attach(app: Flask, stored: Submission, data: bytes, name: str) -> None:
+    """Give the submission an uploaded file, stored as the upload code would."""
+    folder = Path(app.config["UPLOAD_FOLDER"]) / stored.id
+    folder.mkdir(parents=True)
+    (folder / "upload.pdf").write_bytes(data)
+    stored.attachment_path = f"{stored.id}/upload.pdf"
+    stored.attachment_name, stored.attachment_type = name, "application/pdf"
+    stored.attachment_size = len(data)
+
+
+@pytest.mark.parametrize("kind", [Kind.OWNER, Kind.THANK_YOU])
+def test_every_line_ends_in_crlf_and_stays_within_998_octets(app, kind):
+    stored = submission(subject="\u957f" * 200, name="\u674e" * 100)
+    attach(app, stored, PDF, "R\u00e9sum\u00e9 \u2013 " + "x" * 200 + ".pdf")
+    data = wire(app, kind, stored)
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    assert b"\r" not in data.replace(b"\r\n", b"")
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+
+
+def test_owner_mail_has_the_configured_sender_and_recipient_and_the_visitor_to_reply_to(app):
+    data = wire(app, Kind.OWNER, submission())
+    assert one_address(data, "From") == ("Contact form", "noreply@example.org")
+    assert one_address(data, "To") == ("Sales", "sales@example.com")
+    assert one_address(data, "Reply-To") == (NAME, "ada@example.com")
+    assert parsed(data)["Subject"] == f"[Contact] {SUBJECT}"
+
+
+def test_owner_mail_keeps_the_message_id_and_date_fixed_at_queueing(app):
+    message = parsed(wire(app, Kind.OWNER, submission()))
+    assert message["Message-ID"] == MESSAGE_ID
+    assert parsedate_to_datetime(message["Date"]).replace(tzinfo=None) == CREATED
+
+
+def test_owner_mail_without_a_name_replies_to_the_bare_address(app):
+    data = wire(app, Kind.OWNER, submission(name=""))
+    assert one_address(data, "Reply-To") == ("", "ada@example.com")
+
+
+def test_bodies_are_quoted_printable_utf8(app):
+    message = parsed(wire(app, Kind.OWNER, submission(message="caf\u00e9 " + "x" * 2000)))
+    for subtype in ("plain", "html"):
+        part = message.get_body((subtype,))
+        assert part is not None
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+        assert part.get_content_charset() == "utf-8"
+        assert "caf\u00e9 " + "x" * 2000 in part.get_content()
+
+
+def test_plain_body_carries_the_visitors_text_as_typed(app):
+    text = parsed(wire(app, Kind.OWNER, submission())).get_body(("plain",))
+    assert text is not None
+    content = text.get_content().replace("\r\n", "\n")
+    assert MESSAGE in content and SUBJECT in content and NAME in content
+
+
+def test_html_body_escapes_the_visitors_text(app):
+    html = parsed(wire(app, Kind.OWNER, submission())).get_body(("html",))
+    assert html is not None
+    content = html.get_content()
+    assert "<script>" not in content and "<b>" not in content
+    assert "Hello &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in content
+    assert "Engines &lt;b&gt;bold&lt;/b&gt; &amp; &#34;quotes&#34; &#39;too&#39;" in content
+    assert "Ada &#34;Countess&#34; Lovelace &lt;ada@evil.example&gt;, &amp; co" in content
+
+
+def test_owner_mail_attaches_the_upload_byte_for_byte_under_its_name(app):
+    stored = submission()
+    attach(app, stored, PDF, "R\u00e9sum\u00e9 \u2013 2026.pdf")
+    [part] = list(parsed(wire(app, Kind.OWNER, stored)).iter_attachments())
+    assert part.get_filename() == "R\u00e9sum\u00e9 \u2013 2026.pdf"
+    assert part.get_content_type() == "application/pdf"
+    assert part.get_content() == PDF
+
+
+def test_streamed_mail_announces_the_size_it_sends(app):
+    stored = submission()
+    attach(app, stored, PDF * 100, "report.pdf")
+    with app.app_context():
+        streamed = compose(Kind.OWNER, stored, MESSAGE_ID, CREATED).as_streamed()
+    assert len(streamed) == len(b"".join(streamed.chunks()))
+
+
+def test_thank_you_goes_to_the_bare_address_from_the_sender(app):
+    data = wire(app, Kind.THANK_YOU, submission())
+    assert one_address(data, "To") == ("", "ada@example.com")
+    assert one_address(data, "From") == ("Contact form", "noreply@example.org")
+    assert parsed(data)["Reply-To"] is None
+    assert parsed(data)["Subject"] == THANK_YOU_SUBJECT
+
+
+def test_thank_you_carries_nothing_the_visitor_typed(app):
+    typed = submission(name="Zebedee Quux", subject="Qwertyuiop", message="Lorem zyzzyva")
+    data = wire(app, Kind.THANK_YOU, typed)
+    message = parsed(data)
+    decoded = "".join(str(part.get_content()) for part in message.walk()
+                      if part.get_content_maintype() == "text")
+    headers = "".join(f"{name}: {value}\n" for name, value in message.items())
+    for text in ("Zebedee", "Quux", "Qwertyuiop", "Lorem", "zyzzyva"):
+        assert text not in decoded and text not in headers
+        assert text.encode() not in data
+
+
+def test_thank_you_attaches_the_pdf(app):
+    [part] = list(parsed(wire(app, Kind.THANK_YOU, submission())).iter_attachments())
+    assert part.get_filename() == "thank-you.pdf"
+    assert part.get_content_type() == "application/pdf"
+    assert part.get_content().startswith(b"%PDF")
+
+
+@pytest.mark.parametrize("subject", [
+    "=?utf-8?q?attacker=40evil.example?=", "two  spaces   and three", "s" * 200,
+    " ".join(["word"] * 40), "\u674e\u96f7 \u957f" * 40, "\u0645\u0631\u062d\u0628\u0627 Ada",
+])
+def test_subject_arrives_as_typed(app, subject):
+    message = parsed(wire(app, Kind.OWNER, submission(subject=subject)))
+    assert message["Subject"] == f"[Contact] {subject}"
+
+
+def test_sender_without_a_display_name_is_the_bare_address(make_app):
+    app = make_app(deliver=False, MAIL_DEFAULT_SENDER="noreply@example.org")
+    data = wire(app, Kind.OWNER, submission())
+    assert one_address(data, "From") == ("", "noreply@example.org")

@@ -1,0 +1,360 @@
+"""The console's door (SPEC §9): accounts, sign-in, lockout, cookies, revocation, idle limit."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from http.cookies import SimpleCookie
+from pathlib import Path
+
+import pytest
+from admin_helpers import (
+    OWNER,
+    PASSWORD,
+    add_submission,
+    create_owner,
+    csrf_token,
+    mails_of,
+    owner_client,
+    sign_in,
+)
+from delivery_helpers import FLASK, PROJECT_ROOT, worker_env
+from flask import Flask
+from sqlalchemy import select
+
+from contact_site.admin import auth
+from contact_site.admin.audit import AuditEntry
+from contact_site.admin.session import CONSOLE_COOKIE, IDLE_LIMIT
+from contact_site.extensions import db
+from contact_site.submissions.models import Submission
+
+# Every console route, with the method it answers; a new route must be added here.
+ROUTES = [
+    ("GET", "/admin/"),
+    ("GET", "/admin/submissions/{id}"),
+    ("GET", "/admin/submissions/{id}/attachment"),
+    ("POST", "/admin/submissions/{id}/resend"),
+    ("POST", "/admin/submissions/{id}/spam"),
+    ("POST", "/admin/submissions/{id}/not-spam"),
+    ("POST", "/admin/submissions/{id}/delete"),
+    ("GET", "/admin/outbox"),
+    ("POST", "/admin/outbox/retry"),
+    ("GET", "/admin/export.csv"),
+    ("GET", "/admin/export.json"),
+    ("GET", "/admin/erase"),
+    ("POST", "/admin/erase"),
+    ("GET", "/admin/audit"),
+    ("POST", "/admin/logout"),
+]
+
+
+@pytest.fixture
+def quiet_app(make_app: Callable[..., Flask]) -> Flask:
+    """The app without a delivery thread: nothing changes behind the test's back."""
+    return make_app(deliver=False)
+
+
+def cookie_headers(response: object, name: str) -> list[str]:
+    """The Set-Cookie headers of the response that set `name`."""
+    return [h for h in response.headers.getlist("Set-Cookie")  # type: ignore[attr-defined]
+            if h.startswith(f"{name}=")]
+
+
+def test_the_route_table_covers_every_console_route(quiet_app: Flask) -> None:
+    """Each console URL rule and method is in ROUTES, so none escapes the checks below."""
+    found = {(method, rule.rule.replace("<submission_id>", "{id}"))
+             for rule in quiet_app.url_map.iter_rules() if rule.rule.startswith("/admin")
+             for method in rule.methods or () if method in {"GET", "POST"}}
+    found -= {("GET", "/admin/login"), ("POST", "/admin/login")}
+    assert found == set(ROUTES)
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_every_console_route_sends_an_anonymous_visitor_to_sign_in(
+        quiet_app: Flask, method: str, path: str) -> None:
+    """Without a signed-in owner, even with a valid CSRF token: a redirect, and nothing done."""
+    create_owner(quiet_app)
+    submission_id = add_submission(quiet_app, attachment=b"%PDF-1.4 file")
+    client = quiet_app.test_client()
+    url = path.format(id=submission_id)
+    data = {"csrf_token": csrf_token(client), "address": "ada@example.com"}
+    response = client.open(url, method=method, data=data if method == "POST" else None)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/admin/login")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert len(mails_of(quiet_app, submission_id)) == 1, "no mail was added"
+    with quiet_app.app_context():
+        submission = db.session.get(Submission, submission_id)
+        assert submission is not None and not submission.is_spam
+
+
+def test_a_console_post_without_csrf_token_is_refused(quiet_app: Flask) -> None:
+    """A signed-in owner's POST without the token: 400 with plain words, nothing queued."""
+    client = owner_client(quiet_app)
+    submission_id = add_submission(quiet_app)
+    response = client.post(f"/admin/submissions/{submission_id}/resend")
+    assert response.status_code == 400
+    assert "security token" in response.get_data(as_text=True)
+    assert len(mails_of(quiet_app, submission_id)) == 1
+
+
+def test_a_console_post_with_the_public_pages_token_is_refused(quiet_app: Flask) -> None:
+    """The public form's token lives in the public cookie: it does not open the console."""
+    client = owner_client(quiet_app)
+    submission_id = add_submission(quiet_app)
+    public_token = csrf_token(client, "/")
+    response = client.post(f"/admin/submissions/{submission_id}/resend",
+                           data={"csrf_token": public_token})
+    assert response.status_code == 400
+    assert len(mails_of(quiet_app, submission_id)) == 1
+
+
+@pytest.mark.parametrize("path", ["/admin/login", "/admin/", "/admin/outbox", "/admin/nowhere"])
+def test_console_answers_are_not_cached_nor_indexed(quiet_app: Flask, path: str) -> None:
+    """Cache-Control: no-store and X-Robots-Tag: noindex, signed in, on errors too."""
+    response = owner_client(quiet_app).get(path)
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Robots-Tag"] == "noindex"
+
+
+def test_sign_in_without_any_account_says_how_to_create_one(quiet_app: Flask) -> None:
+    """With no account, /admin/login names the command that creates one."""
+    page = quiet_app.test_client().get("/admin/login").get_data(as_text=True)
+    assert "flask --app contact_site users create NAME" in page
+
+
+@pytest.mark.parametrize(("name", "password"), [
+    (OWNER, "wrong password here"),
+    ("nobody", PASSWORD),
+    ("nobody", "wrong password here"),
+    ("", ""),
+])
+def test_a_wrong_sign_in_gets_one_plain_message(quiet_app: Flask, name: str,
+                                                password: str) -> None:
+    """Whatever was wrong, the same words, which do not say which part was wrong."""
+    create_owner(quiet_app)
+    client = quiet_app.test_client()
+    response = sign_in(client, name, password)
+    assert response.status_code == 422
+    assert "The username or password is not right." in response.get_data(as_text=True)
+    assert client.get("/admin/").status_code == 302
+
+
+def test_signing_in_opens_the_console_and_is_audited(quiet_app: Flask) -> None:
+    """The right answer: 303 to the archive, and a sign-in line in the audit log."""
+    client = quiet_app.test_client()
+    create_owner(quiet_app)
+    response = sign_in(client, "  Owner ", PASSWORD)  # names are trimmed, any case
+    assert response.status_code == 303 and response.headers["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
+    with quiet_app.app_context():
+        actions = db.session.scalars(select(AuditEntry.action)).all()
+    assert "sign-in" in actions
+
+
+@pytest.mark.parametrize(("target", "landing"), [
+    ("/admin/outbox", "/admin/outbox"),
+    ("https://evil.example/admin/", "/admin/"),
+    ("//evil.example/", "/admin/"),
+    ("/", "/admin/"),
+])
+def test_after_sign_in_only_a_console_page_is_followed(quiet_app: Flask, target: str,
+                                                       landing: str) -> None:
+    """The `next` page is followed only inside the console: never to another site."""
+    create_owner(quiet_app)
+    client = quiet_app.test_client()
+    token = csrf_token(client)
+    response = client.post("/admin/login", query_string={"next": target},
+                           data={"csrf_token": token, "username": OWNER, "password": PASSWORD})
+    assert response.headers["Location"] == landing
+
+
+def test_five_failures_from_one_address_lock_it_out(quiet_app: Flask) -> None:
+    """After 5 failed tries in a minute from one address, even the right password gets 429."""
+    create_owner(quiet_app)
+    client = quiet_app.test_client()
+    for number in range(5):
+        assert sign_in(client, f"guess{number}", "wrong password here").status_code == 422
+    response = sign_in(client)
+    assert response.status_code == 429
+    assert 1 <= int(response.headers["Retry-After"]) <= 61
+    assert "Too many failed sign-ins" in response.get_data(as_text=True)
+    other = quiet_app.test_client()
+    assert sign_in(other, REMOTE_ADDR="192.0.2.7").status_code == 303, "others still get in"
+
+
+def test_five_failures_for_one_username_lock_it_out_from_everywhere(quiet_app: Flask) -> None:
+    """5 failed tries at one name from 5 addresses: the 6th, from a new address, gets 429."""
+    create_owner(quiet_app)
+    create_owner(quiet_app, "second", PASSWORD)
+    for number in range(5):
+        client = quiet_app.test_client()
+        response = sign_in(client, OWNER, "wrong password", REMOTE_ADDR=f"192.0.2.{number + 10}")
+        assert response.status_code == 422
+    fresh = quiet_app.test_client()
+    assert sign_in(fresh, OWNER, PASSWORD, REMOTE_ADDR="198.51.100.1").status_code == 429
+    assert sign_in(fresh, "second", PASSWORD, REMOTE_ADDR="198.51.100.1").status_code == 303
+
+
+def test_the_failure_count_is_shared_by_every_process(make_app: Callable[..., Flask]) -> None:
+    """Two app instances on one database (as two workers) count failures together."""
+    first = make_app(deliver=False)
+    second = make_app(deliver=False)
+    create_owner(first)
+    for app in (first, second, first, second, first):
+        assert sign_in(app.test_client(), OWNER, "wrong password").status_code == 422
+    assert sign_in(second.test_client()).status_code == 429
+
+
+def test_the_lockout_holds_when_the_form_rate_limit_is_off(make_app: Callable[..., Flask]) -> None:
+    """CONTACT_RATE_LIMIT=off (the tests' default) turns off the form's limit, not this one."""
+    app = make_app(deliver=False, CONTACT_RATE_LIMIT="off")
+    create_owner(app)
+    client = app.test_client()
+    for _ in range(5):
+        sign_in(client, OWNER, "wrong password")
+    assert sign_in(client).status_code == 429
+
+
+def test_the_console_cookie_is_strict_http_only_and_kept_to_admin(quiet_app: Flask) -> None:
+    """Over plain HTTP: HttpOnly, SameSite=Strict, Path=/admin, no Secure (it would be lost)."""
+    create_owner(quiet_app)
+    [header] = cookie_headers(quiet_app.test_client().get("/admin/login"), CONSOLE_COOKIE)
+    morsel = SimpleCookie(header)[CONSOLE_COOKIE]
+    assert morsel["httponly"] and morsel["samesite"] == "Strict" and morsel["path"] == "/admin"
+    assert not morsel["secure"]
+
+
+def test_the_console_cookie_is_secure_over_https(quiet_app: Flask) -> None:
+    """Over HTTPS the console's cookie is marked Secure."""
+    create_owner(quiet_app)
+    client = quiet_app.test_client()
+    response = client.get("/admin/login", base_url="https://localhost")
+    [header] = cookie_headers(response, CONSOLE_COOKIE)
+    assert SimpleCookie(header)[CONSOLE_COOKIE]["secure"]
+
+
+def test_the_public_page_keeps_its_own_lax_cookie(quiet_app: Flask) -> None:
+    """The contact page never sets the console cookie; its own stays SameSite=Lax on /."""
+    response = quiet_app.test_client().get("/")
+    assert cookie_headers(response, CONSOLE_COOKIE) == []
+    [header] = cookie_headers(response, "session")
+    morsel = SimpleCookie(header)["session"]
+    assert morsel["samesite"] == "Lax" and morsel["path"] == "/"
+
+
+def console_cookie(client: object) -> str:
+    """The value of the console cookie the client holds."""
+    cookie = client.get_cookie(CONSOLE_COOKIE, path="/admin")  # type: ignore[attr-defined]
+    assert cookie is not None
+    return str(cookie.value)
+
+
+def test_signing_out_revokes_a_copied_cookie(quiet_app: Flask) -> None:
+    """A copy of the session cookie taken before sign-out no longer opens the console."""
+    client = owner_client(quiet_app)
+    copied = console_cookie(client)
+    thief = quiet_app.test_client()
+    thief.set_cookie(CONSOLE_COOKIE, copied, path="/admin")
+    assert thief.get("/admin/").status_code == 200, "the copy works while signed in"
+    token = csrf_token(client, "/admin/outbox")
+    assert client.post("/admin/logout", data={"csrf_token": token}).status_code == 303
+    assert client.get("/admin/").status_code == 302
+    assert thief.get("/admin/").status_code == 302
+
+
+def test_a_new_password_ends_open_sessions(quiet_app: Flask) -> None:
+    """`users set-password` raises the account's session version: signed-in clients are out."""
+    client = owner_client(quiet_app)
+    result = quiet_app.test_cli_runner().invoke(
+        args=["users", "set-password", OWNER, "--password-stdin"], input="another long password\n")
+    assert result.exit_code == 0, result.output
+    assert client.get("/admin/").status_code == 302
+
+
+def test_a_session_idle_for_12_hours_ends(quiet_app: Flask) -> None:
+    """The console session's last answer 12 h and a minute ago: signed out."""
+    client = owner_client(quiet_app)
+    with client.session_transaction(path="/admin/") as session:
+        session[auth.SEEN_KEY] = int(time.time() - IDLE_LIMIT.total_seconds() - 60)
+    response = client.get("/admin/")
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/login"
+    assert client.get("/admin/").status_code == 302
+
+
+def test_a_session_in_use_stays_open(quiet_app: Flask) -> None:
+    """The last answer 11 h ago: still signed in, and the clock starts again."""
+    client = owner_client(quiet_app)
+    with client.session_transaction(path="/admin/") as session:
+        session[auth.SEEN_KEY] = int(time.time() - 11 * 3600)
+    assert client.get("/admin/").status_code == 200
+    with client.session_transaction(path="/admin/") as session:
+        assert time.time() - session[auth.SEEN_KEY] < 60
+
+
+def test_passwords_are_stored_as_argon2id_hashes(quiet_app: Flask) -> None:
+    """The stored hash is argon2id with a salt: never the password."""
+    create_owner(quiet_app)
+    with quiet_app.app_context():
+        user = auth.find_user(OWNER)
+        assert user is not None
+        assert user.password_hash.startswith("$argon2id$")
+        assert PASSWORD not in user.password_hash
+
+
+def run_users(app: Flask, *args: str, password: str | None = None) -> tuple[int, str]:
+    """`flask users …` through Click's runner; exit code and output."""
+    result = app.test_cli_runner().invoke(args=["users", *args], input=password)
+    return result.exit_code, result.output
+
+
+def test_users_create_list_set_password_delete(quiet_app: Flask) -> None:
+    """The account's life from the command line, each step checked by signing in."""
+    assert run_users(quiet_app, "create", "Owner", "--password-stdin",
+                     password=PASSWORD + "\n")[0] == 0
+    code, output = run_users(quiet_app, "list")
+    assert code == 0 and "owner" in output and "never" in output
+    assert sign_in(quiet_app.test_client()).status_code == 303
+    assert run_users(quiet_app, "set-password", OWNER, "--password-stdin",
+                     password="a different long password\n")[0] == 0
+    assert sign_in(quiet_app.test_client(), REMOTE_ADDR="192.0.2.50").status_code == 422
+    assert sign_in(quiet_app.test_client(), OWNER, "a different long password").status_code == 303
+    assert run_users(quiet_app, "delete", OWNER)[0] == 0
+    assert "No accounts yet" in run_users(quiet_app, "list")[1]
+
+
+@pytest.mark.parametrize(("args", "password", "message"), [
+    (["create", "owner"], "short\n", "at least 12 characters"),
+    (["create", "bad name!"], PASSWORD + "\n", "A username is"),
+    (["create", OWNER], PASSWORD + "\n", "already an account"),
+    (["set-password", "nobody"], PASSWORD + "\n", "no account named nobody"),
+    (["delete", "nobody"], None, "no account named nobody"),
+])
+def test_users_commands_refuse_in_plain_words(quiet_app: Flask, args: list[str],
+                                              password: str | None, message: str) -> None:
+    """A bad name or password: exit code 1 and one line saying why."""
+    create_owner(quiet_app)
+    extra = ["--password-stdin"] if password is not None else []
+    code, output = run_users(quiet_app, *args, *extra, password=password)
+    assert code == 1
+    assert message in output
+
+
+def test_users_create_prompts_twice_for_the_password(quiet_app: Flask) -> None:
+    """Without --password-stdin the password is asked for, hidden, and confirmed."""
+    code, output = run_users(quiet_app, "create", OWNER, password=f"{PASSWORD}\n{PASSWORD}\n")
+    assert code == 0, output
+    assert PASSWORD not in output
+    assert sign_in(quiet_app.test_client()).status_code == 303
+
+
+def test_users_create_works_from_the_real_command_line(quiet_app: Flask, tmp_path: Path) -> None:
+    """`flask --app contact_site users create NAME --password-stdin`, as an operator runs it."""
+    env = worker_env(quiet_app)
+    result = subprocess.run([FLASK, "--app", "contact_site", "users", "create", OWNER,
+                             "--password-stdin"], cwd=PROJECT_ROOT, env=env, input=PASSWORD + "\n",
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+    assert sign_in(quiet_app.test_client()).status_code == 303

@@ -1,0 +1,378 @@
+"""Upgrading a database made by release 0.1 (create_all, no alembic_version) by starting the
+new code: the old rows are kept, its queued mail goes out, new submissions work.
+
+The old schema comes from tests/fixtures/release-0.1-*.sql, dumped from what that
+release's own code made (see the files' headers), so no git history is needed here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import flask_migrate
+import pytest
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
+from conftest import form_tokens, post_form
+from delivery_helpers import FLASK, PROJECT_ROOT, SECRET, queue_submissions, wait_until
+
+from contact_site.database import utcnow
+from contact_site.delivery.models import DeliveryAttempt, OutboxMail
+from contact_site.extensions import db
+from contact_site.submissions.models import Submission
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MIGRATIONS = PROJECT_ROOT / "migrations"
+OLD_TABLES = ("submission", "outbox", "rate_limit")
+DELIVERED, QUEUED = "d" * 32, "q" * 32
+DELIVERED_FILE = b"%PDF-1.4\n% the delivered submission's file\n%%EOF\n"
+QUEUED_FILE = b"%PDF-1.4\n% the queued submission's file\n%%EOF\n"
+# The columns a delivery changes; every other column of the queued mail stays as it was.
+DELIVERY_STATE = {"status", "attempts", "next_attempt_at", "sent_at", "last_error",
+                  "claim_token", "claimed_until"}
+
+
+@dataclass
+class OldDatabase:
+    """A database as release 0.1 left it, with its files, and what it held."""
+
+    url: str
+    uploads: Path
+    before: dict[str, list[dict[str, Any]]]
+
+    def mail(self, submission_id: str, kind: str = "recipient") -> dict[str, Any]:
+        """The old outbox row of this submission and kind."""
+        return next(row for row in self.before["outbox"]
+                    if row["submission_id"] == submission_id and row["kind"] == kind)
+
+
+def load_release_0_1_schema(url: str) -> None:
+    """Create the tables release 0.1 made, from its committed SQL dump."""
+    engine = sa.create_engine(url)
+    try:
+        dialect = engine.dialect.name
+        script = (FIXTURES / f"release-0.1-{dialect}.sql").read_text()
+        if dialect == "sqlite":
+            with sqlite3.connect(engine.url.database) as conn:
+                conn.executescript(script)
+            conn.close()
+        else:
+            with engine.begin() as conn:
+                # On the driver itself: with no parameters psycopg reads no placeholders.
+                conn.connection.driver_connection.execute(script)
+    finally:
+        engine.dispose()
+
+
+def old_submission(submission_id: str, created_at: datetime, upload: bytes,
+                   thank_you_sent: bool) -> dict[str, Any]:
+    """A submission row as release 0.1 stored it, its file at <id>/attachment.pdf."""
+    return {
+        "id": submission_id, "submission_key": f"key-{submission_id}", "created_at": created_at,
+        "recipient_slug": "sales", "recipient_name": "Sales",
+        "recipient_address": "sales@example.com", "name": "Ada Lovelace",
+        "email": "ada@example.com", "subject": f"Engines {submission_id[0]}",
+        "message": "Hello,\nabout the analytical engine.", "attachment_name": "report.pdf",
+        "attachment_path": f"{submission_id}/attachment.pdf",
+        "attachment_type": "application/pdf", "attachment_size": len(upload),
+        "is_spam": False, "thank_you_sent": thank_you_sent, "remote_addr": "192.0.2.7",
+    }
+
+
+def old_mail(submission_id: str, kind: str, to: str, created_at: datetime,
+             **state: Any) -> dict[str, Any]:
+    """An outbox row as release 0.1 stored it (its id from the table's own sequence)."""
+    return {
+        "submission_id": submission_id, "kind": kind, "to_address": to,
+        "message_id": f"<{kind}.{submission_id[0]}.release01@example.org>",
+        "created_at": created_at, "next_attempt_at": created_at,
+        "expires_at": created_at + timedelta(days=3), "sent_at": None, "last_error": None,
+        "claim_token": None, "claimed_until": None, **state,
+    }
+
+
+def fill_release_0_1(url: str, uploads: Path) -> None:
+    """A delivered submission (file, two sent mails) and a queued one, as 0.1 left them."""
+    then = utcnow() - timedelta(hours=2)
+    now = utcnow().replace(microsecond=0)
+    submissions = [old_submission(DELIVERED, then, DELIVERED_FILE, thank_you_sent=True),
+                   old_submission(QUEUED, now - timedelta(minutes=5), QUEUED_FILE,
+                                  thank_you_sent=False)]
+    mails = [
+        old_mail(DELIVERED, "recipient", "sales@example.com", then, status="sent",
+                 attempts=1, sent_at=then + timedelta(seconds=2)),
+        old_mail(DELIVERED, "thank_you", "ada@example.com", then, status="sent",
+                 attempts=1, sent_at=then + timedelta(seconds=3)),
+        # Tried once already and due again now: the upgraded app must send it.
+        old_mail(QUEUED, "recipient", "sales@example.com", now - timedelta(minutes=5),
+                 status="queued", attempts=1, last_error="451 4.3.0 Try again later",
+                 next_attempt_at=now - timedelta(minutes=1)),
+    ]
+    engine = sa.create_engine(url)
+    try:
+        tables = reflect(engine)
+        with engine.begin() as conn:
+            conn.execute(tables["submission"].insert(), submissions)
+            for mail in mails:  # one by one, as 0.1 did: the ids come from the sequence
+                conn.execute(tables["outbox"].insert(), mail)
+            conn.execute(tables["rate_limit"].insert(),
+                         {"key": "LIMITER/192.0.2.7/post", "count": 1,
+                          "expires_at": time.time() + 3600})
+    finally:
+        engine.dispose()
+    for submission_id, data in ((DELIVERED, DELIVERED_FILE), (QUEUED, QUEUED_FILE)):
+        (uploads / submission_id).mkdir(parents=True)
+        (uploads / submission_id / "attachment.pdf").write_bytes(data)
+
+
+def reflect(engine: sa.Engine) -> dict[str, sa.Table]:
+    """The old tables as the database describes them."""
+    metadata = sa.MetaData()
+    metadata.reflect(engine, only=OLD_TABLES)
+    return dict(metadata.tables)
+
+
+def snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the old tables, every column, in primary-key order."""
+    engine = sa.create_engine(url)
+    try:
+        tables = reflect(engine)
+        with engine.connect() as conn:
+            return {name: [dict(row._mapping) for row in conn.execute(
+                        sa.select(table).order_by(*table.primary_key.columns))]
+                    for name, table in tables.items()}
+    finally:
+        engine.dispose()
+
+
+def old_columns_now(old: OldDatabase) -> dict[str, list[dict[str, Any]]]:
+    """The old tables' rows as they are now, in the columns release 0.1 had (later
+    revisions may add columns; those are not the old rows' data)."""
+    now = snapshot(old.url)
+    return {name: [{column: row[column] for column in old.before[name][0]} for row in rows]
+            for name, rows in now.items()}
+
+
+def heads() -> set[str]:
+    """The newest revisions in migrations/."""
+    found = set(ScriptDirectory(str(MIGRATIONS)).get_heads())
+    assert found, "migrations/ has no revisions"
+    return found
+
+
+def alembic_versions(url: str) -> set[str]:
+    """What alembic_version records."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(conn.scalars(sa.text("SELECT version_num FROM alembic_version")))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def old_database(database_url: str, tmp_path: Path) -> OldDatabase:
+    """A database made by release 0.1 on SQLite and on PostgreSQL, with its uploads."""
+    uploads = tmp_path / "uploads"  # the UPLOAD_FOLDER of make_app's apps
+    load_release_0_1_schema(database_url)
+    fill_release_0_1(database_url, uploads)
+    return OldDatabase(database_url, uploads, snapshot(database_url))
+
+
+def wait_sent(app: Any, message_id: str) -> OutboxMail:
+    """The mail with this Message-ID once it is sent (detached)."""
+    def sent() -> bool:
+        with app.app_context():
+            return db.session.scalar(sa.select(OutboxMail.status).filter_by(
+                message_id=message_id)) == "sent"
+
+    wait_until(sent, timeout=20, what=f"{message_id} to be sent")
+    with app.app_context():
+        mail = db.session.scalars(sa.select(OutboxMail).filter_by(message_id=message_id)).one()
+        db.session.expunge_all()
+        return mail
+
+
+def attachment_of(message: EmailMessage) -> bytes:
+    """The bytes of the mail's one attached file."""
+    (part,) = list(message.iter_attachments())
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload
+
+
+def test_upgrade_keeps_every_old_row_and_file(old_database, make_app):
+    """Starting the new code on a 0.1 database changes no column of any old row, nor a file."""
+    make_app(deliver=False, DATABASE_URL=old_database.url)
+    assert old_columns_now(old_database) == old_database.before
+    assert (old_database.uploads / DELIVERED / "attachment.pdf").read_bytes() == DELIVERED_FILE
+
+
+def test_upgrade_brings_the_database_to_the_newest_revision(old_database, make_app):
+    """The adopted database records the newest revision and has the attempt log."""
+    make_app(deliver=False, DATABASE_URL=old_database.url)
+    assert alembic_versions(old_database.url) == heads()
+    engine = sa.create_engine(old_database.url)
+    try:
+        assert "delivery_attempt" in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_queued_mail_of_the_old_release_is_delivered(old_database, make_app, smtp_server):
+    """The mail 0.1 left queued goes out once, under its old Message-ID, with its old file."""
+    old = old_database.mail(QUEUED)
+    app = make_app(DATABASE_URL=old_database.url)
+    (received,) = smtp_server.wait_for(1, timeout=20)
+    assert received.message["Message-ID"] == old["message_id"]
+    assert received.rcpt_tos == ["sales@example.com"]
+    assert attachment_of(received.message) == QUEUED_FILE
+    sent = wait_sent(app, old["message_id"])
+    assert (sent.id, sent.attempts) == (old["id"], old["attempts"] + 1)
+    kept = {column: value for column, value in old.items() if column not in DELIVERY_STATE}
+    assert {column: getattr(sent, column) for column in kept} == kept
+
+
+def test_new_submission_after_the_upgrade_is_stored_and_mailed(old_database, make_app,
+                                                              smtp_server):
+    """A form post on the upgraded database is stored with new outbox ids and both mails go."""
+    app = make_app(DATABASE_URL=old_database.url)
+    client = app.test_client()
+    tokens = form_tokens(client)
+    assert post_form(client, tokens=tokens).status_code == 303
+    received = smtp_server.wait_for(3, timeout=20)  # the old queued mail and the two new ones
+    with app.app_context():
+        new = db.session.scalars(sa.select(Submission).filter_by(
+            submission_key=tokens["submission_key"])).one()
+        new_mails = dict(db.session.execute(sa.select(OutboxMail.id, OutboxMail.message_id)
+                                            .filter_by(submission_id=new.id)).tuples().all())
+    assert len(new_mails) == 2
+    assert not set(new_mails) & {row["id"] for row in old_database.before["outbox"]}
+    assert sorted(mail.message["Message-ID"] for mail in received) == sorted(
+        [*new_mails.values(), old_database.mail(QUEUED)["message_id"]])
+
+def test_deleting_an_old_submission_now_removes_its_mails_and_attempts(old_database, make_app,
+                                                                        smtp_server):
+    """After the upgrade the outbox and attempt rows go with their submission (cascade)."""
+    old = old_database.mail(QUEUED)
+    app = make_app(DATABASE_URL=old_database.url)
+    wait_sent(app, old["message_id"])
+    with app.app_context():
+        attempts = sa.select(DeliveryAttempt).filter_by(mail_id=old["id"])
+        assert db.session.scalars(attempts).all(), "the delivery left no attempt row"
+        for submission_id in (QUEUED, DELIVERED):
+            db.session.execute(sa.delete(Submission).filter_by(id=submission_id))
+        db.session.commit()
+        assert db.session.scalars(sa.select(OutboxMail)).all() == []
+        assert db.session.scalars(sa.select(DeliveryAttempt)).all() == []
+
+
+def test_flask_db_upgrade_adopts_a_release_0_1_database(old_database, tmp_path):
+    """`flask --app contact_site db upgrade` on a 0.1 database: newest revision, rows kept."""
+    env = {"PATH": str(Path(FLASK).parent), "HOME": str(tmp_path), "SECRET_KEY": SECRET,
+           "DATABASE_URL": old_database.url, "UPLOAD_FOLDER": str(old_database.uploads),
+           "CONTACT_RECIPIENTS": "Sales <sales@example.com>"}
+    done = subprocess.run([FLASK, "--app", "contact_site", "db", "upgrade"], cwd=PROJECT_ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert alembic_versions(old_database.url) == heads()
+    assert old_columns_now(old_database) == old_database.before
+
+
+
+REBUILD_SUBMISSION = '''"""A later revision rebuilding submission (SQLite: copy, drop, rename)."""
+from alembic import op
+
+revision = "zz_rebuild"
+down_revision = {heads!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("submission", recreate="always"):
+        pass
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+def test_a_revision_rebuilding_a_parent_table_on_sqlite_keeps_its_children(make_app, tmp_path):
+    """A batch rebuild of `submission` on SQLite drops no mail and no attempt (foreign keys
+    are off while migrating), and the cascade works again afterwards."""
+    app = make_app(deliver=False)
+    (mail_id, _thank_you) = queue_submissions(app, thank_you=True)
+    with app.app_context():
+        db.session.add(DeliveryAttempt(mail_id=mail_id, outcome="transient", reply="451"))
+        db.session.commit()
+    migrations = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    (migrations / "versions" / "zz_rebuild.py").write_text(
+        REBUILD_SUBMISSION.format(heads=tuple(sorted(heads()))))
+    with app.app_context():
+        flask_migrate.upgrade(directory=str(migrations), revision="heads")
+        assert len(db.session.scalars(sa.select(OutboxMail)).all()) == 2
+        assert len(db.session.scalars(sa.select(DeliveryAttempt)).all()) == 1
+        db.session.execute(sa.delete(Submission))
+        db.session.commit()
+        assert db.session.scalars(sa.select(OutboxMail)).all() == []
+        assert db.session.scalars(sa.select(DeliveryAttempt)).all() == []
+
+
+BROKEN_REVISION = '''"""A later revision that fails half-way."""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "zz_broken"
+down_revision = {heads!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("half_done", sa.Column("id", sa.Integer(), primary_key=True))
+    op.add_column("submission", sa.Column("half_done", sa.Integer(), nullable=True))
+    with op.batch_alter_table("submission") as batch:  # on SQLite: a rebuild of the table
+        batch.alter_column("subject", existing_type=sa.String(200), nullable=True)
+    raise RuntimeError("this revision fails after some of its work")
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+def test_a_failing_revision_leaves_the_database_as_it_was(database_url, make_app, tmp_path):
+    """An upgrade that fails part-way changes nothing: no new table or column, the
+    revision and the rows as before (one transaction, on SQLite too)."""
+    app = make_app(deliver=False, DATABASE_URL=database_url)
+    queue_submissions(app, thank_you=True)
+    before = set(alembic_versions(database_url))
+    migrations = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    (migrations / "versions" / "zz_broken.py").write_text(
+        BROKEN_REVISION.format(heads=tuple(sorted(heads()))))
+    with app.app_context(), pytest.raises(SystemExit):  # Flask-Migrate exits on the error
+        flask_migrate.upgrade(directory=str(migrations), revision="heads")
+    engine = sa.create_engine(database_url)
+    try:
+        inspector = sa.inspect(engine)
+        assert "half_done" not in inspector.get_table_names()
+        columns = {column["name"]: column for column in inspector.get_columns("submission")}
+        assert "half_done" not in columns
+        assert columns["subject"]["nullable"] is False
+    finally:
+        engine.dispose()
+    assert alembic_versions(database_url) == before
+    with app.app_context():
+        assert len(db.session.scalars(sa.select(OutboxMail)).all()) == 2

@@ -1,0 +1,296 @@
+"""Retention (SPEC §4, §10): what goes when, once a day across processes, on a moved clock."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import skip_or_fail
+from delivery_helpers import (
+    FLASK,
+    PROJECT_ROOT,
+    deliver_now,
+    rows,
+    wait_until,
+    worker_env,
+)
+from flask import Flask
+from records_helpers import PDF, age, counts, owner_sent_at, store, submission, upload_folder
+from sqlalchemy import select
+
+from contact_site.database import utcnow
+from contact_site.delivery import outbox
+from contact_site.delivery.models import Kind, Status
+from contact_site.extensions import db
+from contact_site.records.models import DAILY, MaintenanceRun
+from contact_site.records.retention import Purge, purge, purge_if_due
+from contact_site.runtime import start_process
+from contact_site.submissions.models import Submission
+from smtp_server import ReceivedMail, SMTPTestServer
+
+DAY = timedelta(days=1)
+
+
+def purge_at(app: Flask, now: datetime) -> Purge:
+    """One retention pass as of `now`."""
+    with app.app_context():
+        return purge(now)
+
+
+def delivered(app: Flask, **kwargs: object) -> str:
+    """A submission whose mails were all sent; its id."""
+    submission_id = store(app, **kwargs)  # type: ignore[arg-type]
+    while deliver_now(app):
+        pass
+    return submission_id
+
+
+@pytest.mark.parametrize("days_later, kept", [(179, True), (181, False)])
+def test_submissions_are_deleted_after_the_retention_days(
+        manual_app: Flask, smtp_server: SMTPTestServer, days_later: int, kept: bool) -> None:
+    """At 181 days a submission goes with its mails, attempts and file; at 179 it stays."""
+    created = utcnow()
+    submission_id = delivered(manual_app, attachment=PDF)
+    result = purge_at(manual_app, created + days_later * DAY)
+    assert (submission(manual_app, submission_id) is not None) is kept
+    assert result.submissions == (0 if kept else 1)
+    if not kept:
+        assert counts(manual_app) == {"submission": 0, "outbox": 0, "delivery_attempt": 0}
+        assert not upload_folder(manual_app, submission_id).exists()
+    else:
+        assert counts(manual_app)["delivery_attempt"] == 2
+
+
+def test_retention_zero_keeps_submissions(make_app: Callable[..., Flask]) -> None:
+    """CONTACT_RETENTION_DAYS=0 keeps submissions however old."""
+    app = make_app(deliver=False, CONTACT_RETENTION_DAYS=0)
+    submission_id = store(app)
+    assert purge_at(app, utcnow() + 3650 * DAY).submissions == 0
+    assert submission(app, submission_id) is not None
+
+
+@pytest.mark.parametrize("days_after_sending, file_kept", [(29, True), (31, False)])
+def test_an_upload_is_deleted_days_after_the_owner_mail_was_sent(
+        manual_app: Flask, smtp_server: SMTPTestServer, days_after_sending: int,
+        file_kept: bool) -> None:
+    """The file goes 30 days after its mail was sent; the record keeps its name, type, size."""
+    submission_id = delivered(manual_app, attachment=PDF)
+    sent = owner_sent_at(manual_app, submission_id)
+    result = purge_at(manual_app, sent + days_after_sending * DAY)
+    assert upload_folder(manual_app, submission_id).is_dir() is file_kept
+    assert result.uploads == (0 if file_kept else 1) and result.submissions == 0
+    kept = submission(manual_app, submission_id)
+    assert kept is not None
+    assert (kept.attachment_path is not None) is file_kept
+    assert (kept.attachment_name, kept.attachment_type, kept.attachment_size) == (
+        "report.pdf", "application/pdf", len(PDF))
+
+
+def test_an_upload_whose_mail_was_not_sent_is_kept(manual_app: Flask) -> None:
+    """While the owner's mail waits (or failed), the file stays with the submission."""
+    submission_id = store(manual_app, attachment=PDF)
+    result = purge_at(manual_app, utcnow() + 90 * DAY)
+    assert result.uploads == 0
+    assert upload_folder(manual_app, submission_id).is_dir()
+
+
+def test_an_upload_is_kept_while_a_resend_is_queued(manual_app: Flask,
+                                                    smtp_server: SMTPTestServer) -> None:
+    """A new copy of the owner's mail not yet sent keeps the file it must carry."""
+    submission_id = delivered(manual_app, attachment=PDF)
+    with manual_app.app_context():
+        found = db.session.get(Submission, submission_id)
+        assert found is not None
+        outbox.enqueue_mail(found, Kind.OWNER, found.recipient_address)
+        db.session.commit()
+    purge_at(manual_app, owner_sent_at(manual_app, submission_id) + 31 * DAY)
+    assert upload_folder(manual_app, submission_id).is_dir()
+
+
+def test_after_its_upload_expired_the_owner_mail_is_resent_without_it(
+        manual_app: Flask, smtp_server: SMTPTestServer) -> None:
+    """A resend after the file's retention still goes out, without an attachment."""
+    submission_id = delivered(manual_app, attachment=PDF)
+    purge_at(manual_app, owner_sent_at(manual_app, submission_id) + 31 * DAY)
+    with manual_app.app_context():
+        found = db.session.get(Submission, submission_id)
+        assert found is not None
+        outbox.enqueue_mail(found, Kind.OWNER, found.recipient_address)
+        db.session.commit()
+    before = len(smtp_server.messages)
+    deliver_now(manual_app)
+    assert [r.status for r in rows(manual_app)].count(Status.SENT) == 3
+    assert len(smtp_server.messages) == before + 1
+    def files(mail: ReceivedMail) -> list[str | None]:
+        return [part.get_filename() for part in mail.message.iter_attachments()]
+
+    first = next(m for m in smtp_server.messages if m.rcpt_tos == ["sales@example.com"])
+    assert "report.pdf" in files(first)
+    assert "report.pdf" not in files(smtp_server.messages[-1])
+
+
+@pytest.mark.parametrize("days_later, spam_kept", [(13, True), (15, False)])
+def test_spam_is_deleted_after_the_spam_retention_days(
+        manual_app: Flask, days_later: int, spam_kept: bool) -> None:
+    """Spam goes after 14 days; a message that is not spam, stored with it, stays."""
+    spam = store(manual_app, "bot@example.com", spam=True)
+    ham = store(manual_app, "ada@example.com")
+    result = purge_at(manual_app, utcnow() + days_later * DAY)
+    assert (submission(manual_app, spam) is not None) is spam_kept
+    assert submission(manual_app, ham) is not None
+    assert result.spam == (0 if spam_kept else 1)
+
+
+def test_one_pass_removes_only_what_is_due(manual_app: Flask,
+                                           smtp_server: SMTPTestServer) -> None:
+    """Old, spam and sent-file cases side by side: each goes on its day, nothing else."""
+    old = delivered(manual_app, email="old@example.com", attachment=PDF)
+    age(manual_app, old, 200)
+    file_done = delivered(manual_app, email="file@example.com", attachment=PDF)
+    age(manual_app, file_done, 40)
+    fresh = delivered(manual_app, email="fresh@example.com", attachment=PDF)
+    spam = store(manual_app, "bot@example.com", spam=True)
+    age(manual_app, spam, 20)
+    young_spam = store(manual_app, "bot2@example.com", spam=True)
+    result = purge_at(manual_app, utcnow())
+    assert (result.submissions, result.spam, result.uploads) == (1, 1, 1)
+    assert submission(manual_app, old) is None and submission(manual_app, spam) is None
+    assert not upload_folder(manual_app, file_done).exists()
+    assert submission(manual_app, file_done) is not None
+    assert upload_folder(manual_app, fresh).is_dir()
+    assert submission(manual_app, young_spam) is not None
+
+
+def test_an_orphaned_upload_folder_is_swept(manual_app: Flask) -> None:
+    """A folder left by a crash (no submission holds it) goes once a day old."""
+    orphan = Path(manual_app.config["UPLOAD_FOLDER"]) / ("ab" * 16)
+    orphan.mkdir(parents=True)
+    (orphan / "attachment.pdf").write_bytes(PDF)
+    assert purge_at(manual_app, utcnow()).orphans == 0  # it may be a request in progress
+    assert purge_at(manual_app, utcnow() + 2 * DAY).orphans == 1
+    assert not orphan.exists()
+
+
+def last_run(app: Flask) -> datetime:
+    """When the daily purge last ran, from the maintenance row."""
+    with app.app_context():
+        value = db.session.scalar(select(MaintenanceRun.last_run).where(
+            MaintenanceRun.name == DAILY))
+        assert value is not None
+        return value
+
+
+def test_the_daily_purge_runs_once_a_day_across_apps(database_url: str,
+                                                     make_app: Callable[..., Flask]) -> None:
+    """Two processes' apps on one database: one takes each day's turn, the other skips."""
+    first = make_app(deliver=False, DATABASE_URL=database_url)
+    second = make_app(deliver=False, DATABASE_URL=database_url)
+    now = utcnow()
+    turns = []
+    for app, when in ((first, now), (second, now), (second, now + timedelta(hours=23)),
+                      (second, now + DAY), (first, now + DAY)):
+        with app.app_context():
+            turns.append(purge_if_due(when) is not None)
+    assert turns == [True, False, False, True, False]
+    assert last_run(first) == now + DAY
+
+
+def test_concurrent_daily_turns_run_once(database_url: str,
+                                         make_app: Callable[..., Flask]) -> None:
+    """Eight threads of two apps asking at the same moment: exactly one purges."""
+    apps = [make_app(deliver=False, DATABASE_URL=database_url) for _ in range(2)]
+    now, barrier, results = utcnow(), threading.Barrier(8), []
+    lock = threading.Lock()
+
+    def ask(app: Flask) -> None:
+        with app.app_context():
+            barrier.wait(10)
+            outcome = purge_if_due(now)
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=ask, args=(apps[n % 2],)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 8
+    assert sum(result is not None for result in results) == 1
+
+
+def test_the_delivery_thread_applies_retention(make_app: Callable[..., Flask]) -> None:
+    """A running delivery backend purges by itself: an old submission goes without a command."""
+    app = make_app(deliver=False)
+    old = store(app)
+    age(app, old, 200)
+    start_process(app)
+    wait_until(lambda: submission(app, old) is None, 20, "the daily purge by the thread")
+    assert last_run(app) > utcnow() - DAY
+
+
+def test_a_failing_daily_job_does_not_stop_delivery(make_app: Callable[..., Flask],
+                                                    smtp_server: SMTPTestServer) -> None:
+    """A retention error is logged; the loop keeps delivering."""
+    app = make_app(deliver=False)
+
+    def broken(_app: Flask, _now: datetime) -> None:
+        raise RuntimeError("job failed")
+
+    app.extensions["contact_daily_jobs"].insert(0, broken)
+    store(app)
+    start_process(app)
+    wait_until(lambda: len(smtp_server.messages) >= 2, 20, "mails delivered")
+
+
+def test_purge_command_prints_counts(manual_app: Flask) -> None:
+    """`flask submissions purge` applies retention now and prints what it removed."""
+    spam = store(manual_app, "bot@example.com", spam=True)
+    age(manual_app, spam, 15)
+    result = manual_app.test_cli_runner().invoke(args=["submissions", "purge"])
+    assert result.exit_code == 0, result.output
+    assert "0 old submission(s), 1 spam" in result.output
+    assert submission(manual_app, spam) is None
+
+
+def test_purge_command_under_faketime(make_app: Callable[..., Flask], tmp_path: Path) -> None:
+    """End to end with the process clock moved 20 days on: spam goes, the rest stays."""
+    if shutil.which("faketime") is None:
+        skip_or_fail("faketime is not installed (apt-get install faketime)")
+    app = make_app(deliver=False)
+    spam = store(app, "bot@example.com", spam=True)
+    ham = store(app, "ada@example.com", attachment=PDF)
+    # libfaketime: a faked monotonic clock hangs Python's timed waits (TRAPS.md), so it
+    # stays real; time.sleep then fails, which the code under test does not rely on.
+    env = worker_env(app, FAKETIME_DONT_FAKE_MONOTONIC="1")
+    done = subprocess.run(["faketime", "-f", "+20d", FLASK, "--app", "contact_site",
+                           "submissions", "purge"], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "0 old submission(s), 1 spam" in done.stdout
+    assert submission(app, spam) is None
+    assert submission(app, ham) is not None and upload_folder(app, ham).is_dir()
+
+
+@pytest.mark.parametrize("settings, sentence", [
+    ({}, "We keep your message, name and address for 180 days to answer you, then delete "
+         "them; an attachment is deleted 30 days after it has reached us."),
+    ({"CONTACT_RETENTION_DAYS": 90, "CONTACT_UPLOAD_RETENTION_DAYS": 0},
+     "We keep your message, name and address for 90 days to answer you, then delete them."),
+    ({"CONTACT_RETENTION_DAYS": 0, "CONTACT_UPLOAD_RETENTION_DAYS": 7},
+     "We keep your message, name and address until we delete them; an attachment is "
+     "deleted 7 days after it has reached us."),
+])
+def test_the_contact_page_says_what_is_kept_and_for_how_long(
+        make_app: Callable[..., Flask], settings: dict[str, int], sentence: str) -> None:
+    """One sentence near the submit button, from the retention settings."""
+    page = make_app(deliver=False, **settings).test_client().get("/").get_data(as_text=True)
+    match = re.search(r'<p class="hint privacy-note" id="privacy-note">(.*?)</p>', page, re.S)
+    assert match is not None
+    assert " ".join(match.group(1).split()) == sentence
+    assert page.index('id="privacy-note"') < page.index('id="submit-button"')
