@@ -294,3 +294,20 @@ def test_the_contact_page_says_what_is_kept_and_for_how_long(
     assert match is not None
     assert " ".join(match.group(1).split()) == sentence
     assert page.index('id="privacy-note"') < page.index('id="submit-button"')
+
+
+def test_audit_lines_are_kept_as_long_as_submissions(make_app):
+    """The console's audit log is purged with the submissions' retention, nothing newer."""
+    from contact_site.admin import audit
+    from contact_site.database import utcnow
+
+    app = make_app(deliver=False, CONTACT_RETENTION_DAYS=30)
+    now = utcnow()
+    with app.app_context():
+        for age_days, action in ((31, "old"), (29, "recent")):
+            db.session.add(audit.AuditEntry(created_at=now - timedelta(days=age_days),
+                                            actor="owner", action=action, detail=""))
+        db.session.commit()
+    audit.purge_with_submissions(app, now)
+    with app.app_context():
+        assert [entry.action for entry in db.session.scalars(audit.newest_first())] == ["recent"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, request
 
 from ..escaping import escape_controls
-from . import auth, cli
+from . import audit, auth, cli
 from .session import ConsoleSessionInterface, is_console_path
 from .views import bp
 
@@ -34,3 +34,5 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(escape_controls, "controls")
     app.add_template_filter(visible_text, "visible_text")
     cli.init_app(app)
+    # The delivery loops run these; delivery never imports the console.
+    app.extensions.setdefault("contact_daily_jobs", []).append(audit.purge_with_submissions)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+from datetime import datetime, timedelta
 
+from flask import Flask
 from sqlalchemy import Select, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -50,3 +52,18 @@ def purge_before(cutoff: datetime) -> int:
     result = db.session.execute(delete(AuditEntry).where(AuditEntry.created_at < cutoff))
     db.session.commit()
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# Deleting old lines is idempotent and indexed: once an hour per process is enough.
+PURGE_EVERY_SECONDS = 3600
+
+
+def purge_with_submissions(app: Flask, now: datetime) -> None:
+    """A daily job: audit lines are kept as long as submissions (CONTACT_RETENTION_DAYS)."""
+    days = app.config["CONTACT_RETENTION_DAYS"]
+    state = app.extensions.setdefault("contact_audit_next_purge", [0.0])
+    if not days or time.monotonic() < state[0]:
+        return
+    state[0] = time.monotonic() + PURGE_EVERY_SECONDS
+    with app.app_context():
+        purge_before(now - timedelta(days=days))
