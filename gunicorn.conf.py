@@ -40,8 +40,9 @@ accesslog = "-"
 errorlog = "-"
 loglevel = "info"
 # The path without its query string (%(U)s, not %(r)s), no referrer and no user
-# agent: a query string or a referrer may carry a token or an address.
-access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+# agent: a query string or a referrer may carry a token or an address. No client
+# address either (personal data): the rate limit and the console keep what is needed.
+access_log_format = '%(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 
 
 def on_starting(server: Any) -> None:

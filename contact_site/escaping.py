@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 # Named like Python string escapes, so an operator reads "\r" rather than "\x0d".
@@ -30,3 +31,12 @@ def escape_controls(text: str | None) -> str:
         return ""
     return "".join(_escape(c) if unicodedata.category(c) in ESCAPED_CATEGORIES else c
                    for c in text)
+
+
+# Servers often quote the refused address ("550 <ada@example.com>: no such user").
+ADDRESS = re.compile(r"[^\s<>\"'(),;:@]+@[^\s<>\"'(),;]+")
+
+
+def without_addresses(text: str) -> str:
+    """Text for a log line: any mail address in it replaced by `<address>`."""
+    return ADDRESS.sub("<address>", text)

@@ -67,3 +67,22 @@ def test_configuring_twice_adds_one_handler_and_leaves_the_root_logger_alone(mak
     assert len(ours) == 1
     assert app.logger.handlers == ours, "Flask's own handler would print each line twice"
     assert logging.getLogger().handlers == root_handlers
+
+
+def test_a_refused_address_is_not_logged(make_app, smtp_server, caplog):
+    """A server quoting the recipient in its 5xx: the log line has no address, the history has."""
+    from delivery_helpers import queue_submissions
+
+    from contact_site.delivery import outbox, worker
+
+    app = make_app(deliver=False)
+    smtp_server.mode = "reply"
+    smtp_server.reply = "550 5.1.1 <sales@example.com>: no such user"
+    (mail_id,) = queue_submissions(app)
+    with app.app_context():
+        worker.deliver_due()
+        [attempt] = outbox.attempts_of(mail_id)
+    assert "sales@example.com" in (attempt.reply or "")
+    lines = [r.getMessage() for r in caplog.records if r.name == "contact_site.delivery"]
+    assert any(f"mail {mail_id} attempt 1 failed" in line for line in lines), lines
+    assert not any("@" in line for line in lines), lines

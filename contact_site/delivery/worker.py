@@ -12,6 +12,7 @@ from collections.abc import Callable
 from flask import Flask, current_app
 
 from ..database import utcnow
+from ..escaping import without_addresses
 from . import health, lease, outbox, smtp
 from .compose import compose
 from .lease import LeaseKeeper
@@ -195,8 +196,9 @@ def _conclude(row: OutboxMail, status: Status, error: str | None, started: float
     else:
         outcome = outbox.record_transient(row, error or "", seconds)
     level = logging.INFO if status == Status.SENT else logging.WARNING
+    # The reply is kept whole in the attempt log; the log line names no address.
     log.log(level, "mail %s attempt %d %s reply=%r in %.2fs%s", row.id, row.attempts + 1,
-            outcome, error or "250", seconds, note)
+            outcome, without_addresses(error or "250"), seconds, without_addresses(note))
 
 
 def run_daily_jobs(app: Flask) -> None:
