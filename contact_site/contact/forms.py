@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 import unicodedata
 from typing import Any
 
@@ -20,6 +19,7 @@ from wtforms.validators import DataRequired, Length, ValidationError
 
 from .. import i18n
 from ..config import Recipient
+from ..submissions.content import new_submission_key
 from ..submissions.files import CheckedUpload
 from ..submissions.models import EMAIL_COLUMN, EMAIL_MAX, MESSAGE_MAX, NAME_MAX, SUBJECT_MAX
 from . import uploads
@@ -98,11 +98,6 @@ def invalid_address(error: EmailNotValidError) -> str:
     if locale is not None and locale.language == EXPLAINED_IN:
         return str(_("Enter a valid email address. %(reason)s", reason=str(error)))
     return str(_("Enter a valid email address, such as name@example.com."))
-
-
-def new_submission_key() -> str:
-    """A fresh key for one rendering of the form."""
-    return secrets.token_urlsafe(24)
 
 
 def posted_fields() -> CombinedMultiDict[str, Any]:

@@ -22,11 +22,12 @@ from ..escaping import escape_controls
 from ..extensions import db
 from ..ratelimit import limit_posts
 from ..spam import Kind, Verdict, issue_form_time, judge
+from ..submissions.content import new_submission_key
 from ..submissions.models import Submission
 from ..submissions.queries import VERDICT_WINDOW, verdict_counts
 from ..submissions.store import NewSubmission, store_submission
 from . import uploads
-from .forms import ContactForm, new_submission_key
+from .forms import ContactForm
 from .waker import wake_delivery
 
 log = logging.getLogger("contact_site")
