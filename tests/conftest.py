@@ -205,3 +205,24 @@ def post_form(client: FlaskClient, json: bool = False, tokens: dict[str, str] | 
     boundary, body = encode_multipart(MultiDict({**data, **files}))
     return client.post("/", data=body, headers=headers,
                        content_type=f"multipart/form-data; boundary={boundary}")
+
+
+@pytest.fixture
+def workers(app: Flask, tmp_path: Path) -> Any:
+    """Start `outbox work` processes; each is stopped by its PID afterwards."""
+    # Imported here: delivery_helpers imports this module's settings.
+    import subprocess
+
+    from delivery_helpers import flask_command, stop_process, worker_env
+
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(**settings: Any) -> tuple[subprocess.Popen[bytes], Path]:
+        log = tmp_path / f"worker-{len(started)}.log"
+        process = flask_command("outbox", "work", env=worker_env(app, **settings), log=log)
+        started.append(process)
+        return process, log
+
+    yield start
+    for process in started:
+        stop_process(process)

@@ -9,13 +9,10 @@ from collections import Counter
 
 import pytest
 from delivery_helpers import (
-    flask_command,
     queue_submissions,
     rows,
     statuses,
-    stop_process,
     wait_until,
-    worker_env,
 )
 
 
@@ -24,21 +21,6 @@ def app(manual_app):
     """The test's own view of the database: it queues and inspects, never delivers."""
     return manual_app
 
-
-@pytest.fixture
-def workers(app, tmp_path):
-    """Start `outbox work` processes; each is stopped by its PID afterwards."""
-    started = []
-
-    def start(**settings):
-        log = tmp_path / f"worker-{len(started)}.log"
-        process = flask_command("outbox", "work", env=worker_env(app, **settings), log=log)
-        started.append((process, log))
-        return process, log
-
-    yield start
-    for process, _log in started:
-        stop_process(process)
 
 
 def received_ids(smtp_server) -> Counter[str]:

@@ -10,14 +10,11 @@ from datetime import timedelta
 import pytest
 from delivery_helpers import (
     deliver_now,
-    flask_command,
     queue_submissions,
     row,
     rows,
     statuses,
-    stop_process,
     wait_until,
-    worker_env,
 )
 from sqlalchemy import select, update
 
@@ -32,21 +29,6 @@ def app(manual_app):
     """The test's own view of the database: it queues and inspects, never delivers."""
     return manual_app
 
-
-@pytest.fixture
-def workers(app, tmp_path):
-    """Start `outbox work` processes; each is stopped by its PID afterwards."""
-    started = []
-
-    def start(**settings):
-        log = tmp_path / f"worker-{len(started)}.log"
-        process = flask_command("outbox", "work", env=worker_env(app, **settings), log=log)
-        started.append(process)
-        return process, log
-
-    yield start
-    for process in started:
-        stop_process(process)
 
 
 def history(app, mail_id: int) -> list[tuple[str, str | None]]:
