@@ -6,9 +6,10 @@ model), in front of the same SMTP sink (benchmarks/sink.py, in a process of its
 own, each mail taking 0 s or 2 s) and the same load generator (benchmarks/load.py,
 which GETs the form and posts it back as a browser does). Measured: POST p50/p99
 and submissions per second at several concurrencies, mails per second drained,
-peak RSS and threads of the workers, and the ceilings (GET /, plain smtplib over
-one persistent connection and one connection per message). Prints a table and
-writes benchmarks/results/latest.json.
+peak RSS and threads of the workers, the ceilings (GET /, plain smtplib over
+one persistent connection and one connection per message), the product's recovery
+of a backlog after a 451 outage, and how soon a freshly started gunicorn answers.
+Prints a table and writes benchmarks/results/latest.json (`--only` runs some parts).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import platform
 import signal
 import smtplib
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,11 +39,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the benchmarks reuse the test suite's helpers
 
 from benchmarks.load import run_load  # noqa: E402
+from benchmarks.recovery import (  # noqa: E402
+    all_sent,
+    all_tried,
+    first_answer,
+    read_outbox,
+    recovery_figures,
+    wait_for_outbox,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 SECRET = "benchmark-secret-key-0123456789abcdef"
 MIB = 2**20
+APPS = ("product", "baseline")
+PARTS = ("ceilings", "load", "drain", "recovery", "start", "memory")
 
 
 class Sink:
@@ -85,8 +97,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def product_env(folder: Path, sink_port: int) -> dict[str, str]:
-    """The product's settings: defaults, but no rate limit or spam layers the load would trip."""
+def product_env(folder: Path, sink_port: int,
+                settings: dict[str, str] | None = None) -> dict[str, str]:
+    """The product's settings: defaults, but no rate limit or spam layers the load would trip;
+    `settings` on top."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("FLASK_")}
     env.update({
         "SECRET_KEY": SECRET, "DATABASE_URL": f"sqlite:///{folder}/bench.sqlite",
@@ -98,15 +112,21 @@ def product_env(folder: Path, sink_port: int) -> dict[str, str]:
         "CONTACT_PROOF_OF_WORK": "off", "CONTACT_MIN_FILL_SECONDS": "0",
         "HOME": str(folder),  # gunicorn's control socket: one per instance (TRAPS.md)
     })
+    env.update(settings or {})
     return env
 
 
 class Server:
-    """One gunicorn instance, its workers sampled for threads and RSS while it runs."""
+    """One gunicorn instance, its workers sampled for threads and RSS while it runs.
 
-    def __init__(self, app: str, folder: Path, sink_port: int) -> None:
+    `wait=False` returns as soon as it is spawned (at `spawned`, monotonic), not
+    once it answers.
+    """
+
+    def __init__(self, app: str, folder: Path, sink_port: int,
+                 settings: dict[str, str] | None = None, wait: bool = True) -> None:
         self.port = free_port()
-        env = product_env(folder, sink_port)
+        env = product_env(folder, sink_port, settings)
         if app == "product":
             args = ["-c", "gunicorn.conf.py", "--workers", "2"]
         else:  # the same worker model, none of the product's hooks
@@ -115,12 +135,18 @@ class Server:
             args = ["-c", str(empty), "--workers", "2", "--worker-class", "gthread",
                     "--threads", "4", "benchmarks.tutorial_app:app"]
         self.log = (folder / f"{app}.log").open("ab")
+        self.spawned = time.monotonic()
         self.process = subprocess.Popen(
             [GUNICORN, *args, "--bind", f"127.0.0.1:{self.port}"], cwd=ROOT, env=env,
             stdout=self.log, stderr=subprocess.STDOUT)
         self.peak_threads, self.peak_rss = 0, 0
         self._stop = threading.Event()
-        self._wait_ready()
+        if wait:
+            try:
+                self._wait_ready()
+            except BaseException:  # no caller holds this instance yet to stop it
+                self.stop()
+                raise
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
 
@@ -285,6 +311,65 @@ def drain(app: str, sink: Sink, submissions: int, timeout: float,
     return found
 
 
+# Retries soon (1 s, the minimum, doubling per attempt): the outage lasts seconds, not hours.
+RECOVERY_SETTINGS = {"DELIVERY_RETRY_BASE_SECONDS": "1"}
+
+
+def recovery(sink: Sink, submissions: int, outage: float,
+             drain_rate: float | None) -> dict[str, Any]:
+    """How soon the product delivers a backlog of `2 × submissions` mails once the SMTP
+    server, which answered 451 to every mail for `outage` seconds or more, accepts again.
+
+    Every mail is refused at least once before the switch. `drain_rate` (mails/s at
+    sink 0 s, this run's) gives the prediction the recovery is compared with.
+    """
+    mails = 2 * submissions
+    sink.ask("reset")
+    sink.ask("delay 0")
+    with tempfile.TemporaryDirectory() as folder:
+        database = Path(folder) / "bench.sqlite"
+        queue_for_drain(Path(folder), sink.port, submissions)
+        sink.ask("mode 451")
+        try:
+            server = Server("product", Path(folder), sink.port, RECOVERY_SETTINGS)
+            try:
+                if not wait_for_outbox(database, all_tried, outage, 60):
+                    print("recovery: not every mail was refused within 60 s", flush=True)
+                switched_at = float(sink.ask("mode delay")["at"])
+                at_switch = read_outbox(database)  # at once: which mails are due when
+                sink.wait_for(mails, 120)
+                # Arrivals may count a mail twice: done when the outbox says all are sent.
+                wait_for_outbox(database, all_sent, 0, 30)
+                stats, after = sink.ask("stats"), read_outbox(database)
+            finally:
+                server.stop()
+        finally:
+            sink.ask("mode delay")  # never leave the sink refusing for the parts after
+    return recovery_figures(switched_at, at_switch, after, stats, drain_rate)
+
+
+def start_times(app: str, sink: Sink, runs: int = 3) -> dict[str, Any]:
+    """Seconds from spawning gunicorn to its first 200 to GET /, `runs` times, and the median."""
+    with tempfile.TemporaryDirectory() as folder:
+        if app == "product":  # a restart, not a first install: the schema is made already
+            queue_for_drain(Path(folder), sink.port, 0)
+        seconds = [start_once(app, Path(folder), sink.port) for _ in range(runs)]
+    return {"median_s": round(statistics.median(seconds), 3),
+            "runs_s": [round(s, 3) for s in seconds]}
+
+
+def start_once(app: str, folder: Path, sink_port: int, timeout: float = 30.0) -> float:
+    """One start of the app under gunicorn: seconds from the spawn to the first 200."""
+    server = Server(app, folder, sink_port, wait=False)
+    try:
+        answered = first_answer(server.port, timeout)
+    finally:
+        server.stop()
+    if answered is None:
+        raise RuntimeError(f"{app}: no 200 to GET / within {timeout} s of the start")
+    return answered - server.spawned
+
+
 def sample_mail() -> bytes:
     """A mail like the thank-you (text and the PDF), for the smtplib ceilings."""
     message = EmailMessage()
@@ -406,29 +491,26 @@ def machine() -> dict[str, Any]:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    """The figures of both apps side by side."""
-    apps = ("product", "baseline")
+    """The figures of both apps side by side (of the parts that ran)."""
     print(f"\n{'measure':44} {'product':>14} {'baseline':>14} {'ratio':>7}")
+    runs = {app: results.get(app, {}) for app in APPS}
     for delay in ("0", "2"):
-        runs = {app: results[app][f"sink_{delay}s"] for app in apps}
-        for key in sorted(runs["product"], key=_order):
-            if not key.startswith(("post_", "get_")):
-                continue
-            for metric in ("p50_ms", "p99_ms", "rps"):
-                if key.startswith("get_") and metric != "rps":
-                    continue
-                values = [runs[app].get(key, {}).get(metric) for app in apps]
-                _row(f"sink {delay}s {key} {metric}", *values)
-        for key in ("peak_threads_per_worker", "peak_rss_mib"):
-            _row(f"sink {delay}s load {key}", *(runs[app][key] for app in apps))
+        if f"sink_{delay}s" in runs["product"]:
+            _print_load(delay, {app: runs[app][f"sink_{delay}s"] for app in APPS})
     for delay in ("0", "2"):
-        drains = {app: results[app][f"drain_{delay}s"] for app in apps}
-        for key in ("mails_per_s", "peak_threads_per_worker", "peak_rss_mib"):
-            _row(f"drain sink {delay}s {key}", *(drains[app][key] for app in apps))
-    ceilings = results["ceilings"]
-    print(f"\nceilings: smtplib persistent {ceilings['smtplib_persistent']} mails/s, "
-          f"per message {ceilings['smtplib_per_message']} mails/s")
-    spied = results["product"]["drain_0s"].get("profile_percent")
+        if f"drain_{delay}s" in runs["product"]:
+            for key in ("mails_per_s", "peak_threads_per_worker", "peak_rss_mib"):
+                _row(f"drain sink {delay}s {key}",
+                     *(runs[app][f"drain_{delay}s"][key] for app in APPS))
+    if "start" in runs["product"]:
+        _row("start to first GET / 200, median s", *(runs[app]["start"]["median_s"]
+                                                     for app in APPS))
+    _print_recovery(runs["product"].get("recovery"))
+    ceilings = results.get("ceilings", {})
+    if "smtplib_persistent" in ceilings:
+        print(f"\nceilings: smtplib persistent {ceilings['smtplib_persistent']} mails/s, "
+              f"per message {ceilings['smtplib_per_message']} mails/s")
+    spied = runs["product"].get("drain_0s", {}).get("profile_percent")
     if spied:
         print("where a drained mail's time goes (py-spy, % of busy delivery samples): "
               + ", ".join(f"{name} {share}" for name, share in spied.items()))
@@ -436,6 +518,33 @@ def print_table(results: dict[str, Any]) -> None:
     if memory:
         print(f"10 MiB attachment: peak {memory['peak_mib']} MiB allocated "
               f"({memory['times_file']} x the file)")
+
+
+def _print_load(delay: str, runs: dict[str, dict[str, Any]]) -> None:
+    """The rows of the load runs with the sink at `delay` seconds."""
+    for key in sorted(runs["product"], key=_order):
+        if not key.startswith(("post_", "get_")):
+            continue
+        for metric in ("p50_ms", "p99_ms", "rps"):
+            if key.startswith("get_") and metric != "rps":
+                continue
+            values = [runs[app].get(key, {}).get(metric) for app in APPS]
+            _row(f"sink {delay}s {key} {metric}", *values)
+    for key in ("peak_threads_per_worker", "peak_rss_mib"):
+        _row(f"sink {delay}s load {key}", *(runs[app][key] for app in APPS))
+
+
+def _print_recovery(found: dict[str, Any] | None) -> None:
+    """The product's recovery after the 451 outage, against its prediction."""
+    if not found:
+        return
+    print(f"\nrecovery of {found['mails']} mails after {found['outage_s']} s of 451 "
+          f"({found['sink_451s']} answered): {_cell(found['recovery_s'])} s after the switch "
+          f"(first mail {_cell(found['first_arrival_s'])} s), predicted "
+          f"{_cell(found['prediction_s'])} s = last retry due {found['last_retry_due_s']} s + "
+          f"{found['mails']} at {_cell(found['drain_0s_mails_per_s'])} mails/s; "
+          f"ratio {_cell(found['ratio'])} (target <= 1.3); "
+          f"{found['sent']} recorded sent, {found['received_twice']} received twice")
 
 
 def _order(key: str) -> tuple[int, int]:
@@ -454,7 +563,28 @@ def _cell(value: Any) -> str:
 
 
 def main() -> None:
-    """Run everything, print the table, write results/latest.json."""
+    """Run the parts asked for, print the table, write results/latest.json."""
+    args = arguments()
+    started = time.monotonic()
+    results: dict[str, Any] = {"machine": machine(), "settings": {
+        key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}}
+    sink = Sink()
+    try:
+        run_parts(args, sink, results)
+    finally:
+        sink.close()
+    results["seconds"] = round(time.monotonic() - started, 1)
+    # A run of some parts only would overwrite the figures of a whole one: only if asked.
+    output = args.output or (RESULTS / "latest.json" if set(args.only) == set(PARTS) else None)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+    print(f"\n{results['seconds']} s; " + (f"written to {output}" if output else "not written"))
+
+
+def arguments() -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each load run")
     parser.add_argument("--concurrency", default="1,8,32", help="load concurrencies")
@@ -464,39 +594,64 @@ def main() -> None:
     parser.add_argument("--smtplib", type=int, default=500, help="mails for the ceilings")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy a product worker during the 0 s drain")
+    parser.add_argument("--recovery", type=int, default=500,
+                        help="submissions (2 mails each) refused, then recovered")
+    parser.add_argument("--outage", type=float, default=3.0,
+                        help="least seconds of 451 before the sink accepts again")
+    parser.add_argument("--only", type=lambda text: text.split(","), default=list(PARTS),
+                        help=f"comma-separated parts to run, of {','.join(PARTS)} (all by "
+                             "default; the recovery's prediction needs drain)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="JSON file to write (default results/latest.json, or none when "
+                             "--only leaves parts out)")
     args = parser.parse_args()
-    concurrencies = [int(c) for c in args.concurrency.split(",")]
-    started = time.monotonic()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"machine": machine(), "settings": vars(args)}
-    sink = Sink()
-    try:
+    if unknown := set(args.only) - set(PARTS):
+        parser.error(f"unknown parts {sorted(unknown)}; choose from {','.join(PARTS)}")
+    return args
+
+
+def run_parts(args: argparse.Namespace, sink: Sink, results: dict[str, Any]) -> None:
+    """Each part asked for, in the order of PARTS, its figures into `results`."""
+    if "ceilings" in args.only:
         sink.ask("delay 0")
         persistent_and_per_message = smtplib_ceilings(sink.port, args.smtplib)
         results["ceilings"] = {f"smtplib_{k}": v for k, v in persistent_and_per_message.items()}
-        for app in ("product", "baseline"):
-            results[app] = {}
-            for delay in (0, 2):
-                print(f"{app}: load with the sink at {delay} s", flush=True)
-                results[app][f"sink_{delay}s"] = load_runs(app, sink, delay, concurrencies,
-                                                           args.seconds)
-            for delay, submissions in ((0, args.drain), (2, args.slow_drain)):
-                print(f"{app}: drain with the sink at {delay} s", flush=True)
-                sink.ask(f"delay {delay}")
-                spy_file = (RESULTS / "drain-profile.txt"
-                            if app == "product" and delay == 0 and args.profile else None)
-                results[app][f"drain_{delay}s"] = drain(app, sink, submissions, 120, spy_file)
-        results["ceilings"]["get_c8_rps"] = results["product"]["sink_0s"]["get_c8"]["rps"]
+    for app in APPS:
+        results[app] = app_parts(app, args, sink)
+    if "load" in args.only:
+        results.setdefault("ceilings", {})["get_c8_rps"] = (
+            results["product"]["sink_0s"]["get_c8"]["rps"])
+    if "recovery" in args.only:
+        print("product: recovery after a 451 outage", flush=True)
+        rate = results["product"].get("drain_0s", {}).get("mails_per_s")
+        results["product"]["recovery"] = recovery(sink, args.recovery, args.outage, rate)
+    if "start" in args.only:
+        for app in APPS:
+            print(f"{app}: start to first answer", flush=True)
+            results[app]["start"] = start_times(app, sink)
+    if "memory" in args.only:
         sink.ask("delay 0")
         # In this process, the sink in its own: tracemalloc counts only the sending side.
         results["attachment_memory"] = attachment_memory(sink.port, 10)
-    finally:
-        sink.close()
-    results["seconds"] = round(time.monotonic() - started, 1)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
-    print_table(results)
-    print(f"\n{results['seconds']} s; written to {RESULTS / 'latest.json'}")
+
+
+def app_parts(app: str, args: argparse.Namespace, sink: Sink) -> dict[str, Any]:
+    """The load runs and drains of one app, those asked for."""
+    found: dict[str, Any] = {}
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    for delay in (0, 2):
+        if "load" in args.only:
+            print(f"{app}: load with the sink at {delay} s", flush=True)
+            found[f"sink_{delay}s"] = load_runs(app, sink, delay, concurrencies, args.seconds)
+    for delay, submissions in ((0, args.drain), (2, args.slow_drain)):
+        if "drain" not in args.only:
+            continue
+        print(f"{app}: drain with the sink at {delay} s", flush=True)
+        sink.ask(f"delay {delay}")
+        spy_file = (RESULTS / "drain-profile.txt"
+                    if app == "product" and delay == 0 and args.profile else None)
+        found[f"drain_{delay}s"] = drain(app, sink, submissions, 120, spy_file)
+    return found
 
 
 if __name__ == "__main__":

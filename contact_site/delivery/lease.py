@@ -9,6 +9,15 @@ mail not yet started and abandons the one in hand after STOP_GRACE_SECONDS.
 
 The keepers of one process share one heartbeat thread (however many delivery
 loops run), so a process's threads stay bounded: its loops plus one.
+
+Outcomes are written by group commit: a keeper holds finished attempts in memory
+and writes them in the commit that renews the batch and marks the next mails in
+hand, which it does for as many mails as take about FLUSH_SECONDS to send (one
+at a time for a slow server). A mail is never sent without its "in hand" mark
+committed first, and no outcome waits more than about FLUSH_SECONDS, however long
+the mail after it takes (the heartbeat writes it). A worker that dies loses at
+most those unwritten outcomes: their mails are sent again (at least once), and
+its marked mails all count a takeover.
 """
 
 from __future__ import annotations
@@ -21,10 +30,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 
 from . import outbox
 from .models import OutboxMail
+from .pool import FLUSH_SECONDS
 
 log = logging.getLogger("contact_site.delivery")
 
@@ -35,6 +45,9 @@ STOP_GRACE_SECONDS = 10.0
 # The per-socket MAIL_TIMEOUT catches a silent server; this catches one that keeps
 # trickling bytes. Generous: a 100 MiB attachment on a slow uplink is legitimate.
 MAX_SECONDS_PER_MAIL = 2 * 3600.0
+
+# Mails marked in hand by one commit, at most: what a worker's death sends twice.
+MAX_CHUNK = 32
 
 STOPPING, CLAIM_LOST, LEASE_AT_RISK, TOO_LONG = (
     "stopping", "claim lost", "claim could not be renewed", "took too long")
@@ -60,32 +73,87 @@ class LeaseKeeper:
         self._renewed_at = time.monotonic()
         self._done = threading.Event()
         self._beating = threading.Lock()  # held while the heartbeat works on this batch
+        self._marked: set[int] = set()  # waiting mails whose "in hand" mark is committed
+        self._finished: list[outbox.Attempt] = []  # attempts not yet written
+        self._finished_since = 0.0  # when the oldest of them finished
+        self._writing = threading.Lock()  # one writer of this batch's attempts at a time
+        self._chunk: Callable[[], int] = lambda: 1
 
     def start(self) -> None:
         """Start the heartbeat."""
         _heartbeat().add(self)
 
     def next_mail(self, should_stop: Callable[[], bool] | None = None) -> OutboxMail | None:
-        """The next mail to send, with a full lease and marked in hand; None when done."""
+        """The next mail to send, with a live lease and marked in hand; None when done.
+
+        While the mails marked by the last commit last, and the lease is fresh, this
+        costs no database round trip; otherwise one commit writes the finished
+        attempts, renews the batch and marks the next chunk (see `chunk_size`).
+        """
         while True:
             with self._lock:
-                if self._in_hand is not None:
-                    self._in_hand = None
+                self._in_hand = None
                 if self._stopping() or (should_stop and should_stop()) or not self._waiting:
                     break
-                row, rest = self._waiting[0], list(self._waiting)
+                row = self._waiting[0]
+                if row.id in self._marked and self._fresh():
+                    return self._take(row)
+                rest = list(self._waiting)
+                chunk = rest[:max(1, min(self._chunk(), MAX_CHUNK))]
             started = time.monotonic()
-            held = outbox.renew_claims(rest, starting=row)
+            held = self._write(rest, chunk)
             with self._lock:
                 self._renewed(started)
                 self._waiting = [r for r in self._waiting if r.id in held]
+                self._marked = {r.id for r in chunk if r.id in held}
                 if row.id not in held:  # taken over: it belongs to another worker now
                     continue
-                self._waiting.remove(row)
-                self._in_hand, self._abort_reason = row, None
-                return row
+                return self._take(row)
         self.give_back()
         return None
+
+    def chunk_size(self, size: Callable[[], int]) -> None:
+        """How many mails to mark in hand at each commit, asked anew at each one."""
+        self._chunk = size
+
+    def record(self, attempt: outbox.Attempt) -> None:
+        """A finished attempt, written with the next commit of this batch."""
+        with self._lock:
+            if not self._finished:
+                self._finished_since = time.monotonic()
+            self._finished.append(attempt)
+
+    def flush(self) -> None:
+        """Write the finished attempts now."""
+        self._write([], [])
+
+    def _take(self, row: OutboxMail) -> OutboxMail:
+        """Hand out `row` (called with the lock held)."""
+        self._waiting.remove(row)
+        self._marked.discard(row.id)
+        self._in_hand, self._abort_reason = row, None
+        return row
+
+    def _fresh(self) -> bool:
+        """Whether the lease was renewed recently enough to send without renewing it."""
+        return time.monotonic() - self._renewed_at < self.lease / 3
+
+    def _write(self, renew: list[OutboxMail], starting: list[OutboxMail]) -> set[int]:
+        """One commit: the finished attempts, renewed claims, the next chunk in hand."""
+        with self._writing:
+            with self._lock:
+                attempts, self._finished = self._finished, []
+            if not attempts and not renew:
+                return set()
+            try:
+                if has_app_context() and current_app._get_current_object() is self.app:  # type: ignore[attr-defined]
+                    return outbox.settle(attempts, renew, starting)
+                with self.app.app_context():  # the heartbeat's thread has none
+                    return outbox.settle(attempts, renew, starting)
+            except BaseException:
+                with self._lock:  # kept, to be written at the next try
+                    self._finished[:0] = attempts
+                raise
 
     def unfinished(self) -> list[OutboxMail]:
         """The mail in hand and those waiting behind it."""
@@ -113,12 +181,15 @@ class LeaseKeeper:
             log.info("gave back %d unsent mail(s): %s", count, [row.id for row in rows])
 
     def finish(self) -> None:
-        """Stop the heartbeat and give back whatever was not started."""
+        """Stop the heartbeat, write the finished attempts, give back what was not started."""
         self._done.set()
         _heartbeat().remove(self)
         with self._beating:  # a beat in progress for this batch ends first
             pass
-        self.give_back()
+        try:
+            self.flush()
+        finally:
+            self.give_back()
 
     def _stopping(self) -> bool:
         return self._stop_seen is not None or bool(self._stop_event and self._stop_event.is_set())
@@ -139,16 +210,21 @@ class LeaseKeeper:
             self._watch()
 
     def _beat(self) -> None:
-        """Give back on stop; renew every third of the lease."""
+        """Give back on stop; write attempts finished a while ago; renew every third of the
+        lease."""
         if self._stop_event is not None and self._stop_event.is_set():
             if self._stop_seen is None:
                 self._stop_seen = time.monotonic()
                 self.give_back()
-        if time.monotonic() - self._renewed_at < self.lease / 3:
+        with self._lock:
+            overdue = bool(self._finished) and \
+                time.monotonic() - self._finished_since >= FLUSH_SECONDS
+        if self._fresh():
+            if overdue:  # the sender is busy with a long mail: write them from here
+                self.flush()
             return
         rest, started = self.unfinished(), time.monotonic()
-        with self.app.app_context():
-            held = outbox.renew_claims(rest)
+        held = self._write(rest, [])
         with self._lock:
             self._renewed(started)
             if self._in_hand is not None and self._in_hand.id not in held:

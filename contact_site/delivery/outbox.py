@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import make_msgid, parseaddr
 from typing import Any
@@ -14,6 +16,7 @@ from sqlalchemy import and_, bindparam, case, func, insert, or_, select, text, u
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..database import utcnow
+from ..escaping import without_addresses
 from ..extensions import db
 from ..submissions.models import HAM, SPAM, Submission
 from .models import DeliveryAttempt, Kind, OutboxMail, Outcome, Status
@@ -167,9 +170,9 @@ def retry_delay(attempts: int) -> float:
     return float(delay * random.uniform(0.75, 1.0))
 
 
-def _finish(row: OutboxMail, outcome: Outcome | None, reply: str | None, seconds: float,
-            **values: Any) -> None:
-    """Record an outcome and its attempt in one commit, only while this worker holds the claim."""
+def _write(row: OutboxMail, outcome: Outcome | None, reply: str | None, seconds: float,
+           attempted_at: datetime, **values: Any) -> bool:
+    """Write an outcome and its attempt (no commit), only while this worker holds the claim."""
     values.setdefault("claim_token", None)
     values.setdefault("claimed_until", None)
     values.setdefault("send_started_at", None)
@@ -177,36 +180,106 @@ def _finish(row: OutboxMail, outcome: Outcome | None, reply: str | None, seconds
         update(OutboxMail).where(OutboxMail.id == row.id, OutboxMail.claim_token == row.claim_token)
         .values(**values).execution_options(synchronize_session=False)
     )
-    if outcome is not None and result.rowcount:  # type: ignore[attr-defined]
+    held = bool(result.rowcount)  # type: ignore[attr-defined]
+    if outcome is not None and held:
         db.session.execute(insert(DeliveryAttempt).values(
-            mail_id=row.id, attempted_at=utcnow(), outcome=outcome, reply=reply,
+            mail_id=row.id, attempted_at=attempted_at, outcome=outcome, reply=reply,
             seconds=round(seconds, 3)))
+    return held
+
+
+def _finish(row: OutboxMail, outcome: Outcome | None, reply: str | None, seconds: float,
+            **values: Any) -> None:
+    """Record an outcome and its attempt in one commit, only while this worker holds the claim."""
+    _write(row, outcome, reply, seconds, utcnow(), **values)
     db.session.commit()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One finished attempt at a claimed mail, waiting to be written by `settle`."""
+
+    row: OutboxMail
+    status: Status  # SENT, FAILED, or QUEUED for a transient failure
+    reply: str  # the server's reply, or the error
+    seconds: float
+    note: str = ""  # after a 250: what broke the connection afterwards
+
+
+def _write_sent(sent: Sequence[Attempt], now: datetime) -> None:
+    """Mark these mails sent and log their attempts: two statements however many (no commit)."""
+    if not sent:
+        return
+    held = set(db.session.scalars(
+        update(OutboxMail).where(_held_by([attempt.row for attempt in sent])).values(
+            status=Status.SENT, sent_at=now, attempts=OutboxMail.attempts + 1, last_error=None,
+            claim_token=None, claimed_until=None, send_started_at=None,
+        ).returning(OutboxMail.id).execution_options(synchronize_session=False)))
+    rows = [{"mail_id": attempt.row.id, "attempted_at": now, "outcome": Outcome.SENT,
+             "reply": f"{attempt.reply}{attempt.note}", "seconds": round(attempt.seconds, 3)}
+            for attempt in sent if attempt.row.id in held]
+    if rows:
+        db.session.execute(insert(DeliveryAttempt), rows)
+
+
+def _write_attempt(attempt: Attempt, now: datetime) -> Outcome:
+    """Write one failed attempt with the values its status calls for (no commit)."""
+    row, reply, seconds = attempt.row, attempt.reply, attempt.seconds
+    attempts = row.attempts + 1
+    if attempt.status == Status.FAILED:
+        _write(row, Outcome.FAILED, reply, seconds, now, status=Status.FAILED,
+               attempts=attempts, last_error=reply)
+        return Outcome.FAILED
+    next_at = now + timedelta(seconds=retry_delay(attempts))
+    if next_at > row.expires_at:
+        _write(row, Outcome.EXPIRED, reply, seconds, now, status=Status.FAILED,
+               attempts=attempts, last_error=f"expired: {reply}")
+        return Outcome.EXPIRED
+    _write(row, Outcome.TRANSIENT, reply, seconds, now, status=Status.QUEUED, attempts=attempts,
+           next_attempt_at=next_at, last_error=reply)
+    return Outcome.TRANSIENT
+
+
+def settle(attempts: Sequence[Attempt], renew: Sequence[OutboxMail] = (),
+           starting: Sequence[OutboxMail] = ()) -> set[int]:
+    """Write finished attempts, renew the claims on `renew` and mark `starting` in hand, in
+    one commit; the ids of `renew` still held.
+
+    One commit (one fsync) for many mails: a "sent" mark lost with its worker only
+    means the mail is sent again, which at-least-once delivery allows. Each written
+    attempt is logged on one line: id, attempt, outcome, reply, time, no address.
+    """
+    if not attempts and not renew:
+        return set()
+    now = database_now()
+    sent = [attempt for attempt in attempts if attempt.status == Status.SENT]
+    _write_sent(sent, now)
+    outcomes = [Outcome.SENT if attempt.status == Status.SENT else _write_attempt(attempt, now)
+                for attempt in attempts]
+    held = _renew(renew, starting, now) if renew else set()
+    db.session.commit()
+    for attempt, outcome in zip(attempts, outcomes, strict=True):
+        level = logging.INFO if outcome == Outcome.SENT else logging.WARNING
+        # The reply is kept whole in the attempt log; the log line names no address.
+        log.log(level, "mail %s attempt %d %s reply=%r in %.2fs%s", attempt.row.id,
+                attempt.row.attempts + 1, outcome, without_addresses(attempt.reply),
+                attempt.seconds, without_addresses(attempt.note))
+    return held
 
 
 def record_sent(row: OutboxMail, seconds: float = 0.0, note: str | None = None) -> None:
     """The server answered 250 to the data."""
-    _finish(row, Outcome.SENT, note or "250", seconds, status=Status.SENT, sent_at=utcnow(),
-            attempts=row.attempts + 1, last_error=None)
+    settle([Attempt(row, Status.SENT, note or "250", seconds)])
 
 
 def record_failed(row: OutboxMail, error: str, seconds: float = 0.0) -> None:
     """A permanent failure: the mail will not be tried again unless an operator asks."""
-    _finish(row, Outcome.FAILED, error, seconds, status=Status.FAILED,
-            attempts=row.attempts + 1, last_error=error)
+    settle([Attempt(row, Status.FAILED, error, seconds)])
 
 
-def record_transient(row: OutboxMail, error: str, seconds: float = 0.0) -> Outcome:
+def record_transient(row: OutboxMail, error: str, seconds: float = 0.0) -> None:
     """A transient failure: try again later, or give up once the mail has expired."""
-    attempts = row.attempts + 1
-    next_at = database_now() + timedelta(seconds=retry_delay(attempts))
-    if next_at > row.expires_at:
-        _finish(row, Outcome.EXPIRED, error, seconds, status=Status.FAILED, attempts=attempts,
-                last_error=f"expired: {error}")
-        return Outcome.EXPIRED
-    _finish(row, Outcome.TRANSIENT, error, seconds, status=Status.QUEUED, attempts=attempts,
-            next_attempt_at=next_at, last_error=error)
-    return Outcome.TRANSIENT
+    settle([Attempt(row, Status.QUEUED, error, seconds)])
 
 
 def release(row: OutboxMail) -> None:
@@ -214,7 +287,7 @@ def release(row: OutboxMail) -> None:
     _finish(row, None, None, 0.0, status=Status.QUEUED)
 
 
-def _held_by(rows: list[OutboxMail]) -> ColumnElement[bool]:
+def _held_by(rows: Sequence[OutboxMail]) -> ColumnElement[bool]:
     """These rows, as long as this worker's claim (its tokens) still holds them."""
     return and_(OutboxMail.id.in_([row.id for row in rows]),
                 OutboxMail.claim_token.in_({row.claim_token for row in rows}),
@@ -238,17 +311,20 @@ def renew_claims(rows: list[OutboxMail], starting: OutboxMail | None = None) -> 
     The token, not the time, proves the claim: a takeover changes it, so
     renewing a claim that lapsed unnoticed is safe as long as nobody took it.
     """
-    if not rows:
-        return set()
-    now = database_now()
+    return settle([], rows, [starting] if starting is not None else [])
+
+
+def _renew(rows: Sequence[OutboxMail], starting: Sequence[OutboxMail],
+           now: datetime) -> set[int]:
+    """Renew the claims still held and mark `starting` in hand (no commit); their ids."""
     values: dict[str, Any] = {"claimed_until": _lease(now)}
-    if starting is not None:
-        values["send_started_at"] = case((OutboxMail.id == starting.id, now),
-                                         else_=OutboxMail.send_started_at)
+    if starting:
+        values["send_started_at"] = case(
+            (OutboxMail.id.in_([row.id for row in starting]), now),
+            else_=OutboxMail.send_started_at)
     held = set(db.session.scalars(update(OutboxMail).where(_held_by(rows)).values(**values)
                                   .returning(OutboxMail.id)
                                   .execution_options(synchronize_session=False)))
-    db.session.commit()
     for row in rows:
         row.claimed_until = values["claimed_until"]
     return held

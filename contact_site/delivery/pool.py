@@ -23,6 +23,9 @@ THROTTLED = 421
 # batches (one claim for many mails), a slow one small claims, so that the loops of
 # every process of the deployment share a burst instead of the first loop taking it all.
 BATCH_SECONDS = 5.0
+# Finished attempts wait in memory about this long at most, then are written together
+# (group commit; see lease.py).
+FLUSH_SECONDS = 0.25
 SEND_TIME_WEIGHT = 0.2  # of the newest send in the running average
 
 
@@ -122,6 +125,13 @@ class DeliveryPool:
             average = self._send_seconds
         by_time = 1 if average is None else max(1, int(BATCH_SECONDS / max(average, 1e-4)))
         return max(1, min(batch_size, -(-due // self.active()), by_time))
+
+    def chunk_size(self) -> int:
+        """How many mails take about FLUSH_SECONDS to send: one commit marks them all
+        in hand. One until a send has been timed."""
+        with self._lock:
+            average = self._send_seconds
+        return 1 if average is None else max(1, int(FLUSH_SECONDS / max(average, 1e-4)))
 
     def busy(self, delta: int) -> int:
         """Count a loop starting (+1) or ending (-1) a pass; how many are in a pass."""

@@ -12,11 +12,10 @@ from collections.abc import Callable
 from flask import Flask, current_app
 
 from ..database import utcnow
-from ..escaping import without_addresses
 from . import health, lease, outbox, smtp
 from .compose import compose
 from .lease import LeaseKeeper
-from .models import OutboxMail, Outcome, Status
+from .models import OutboxMail, Status
 from .pool import DeliveryPool, is_throttle, pool_of
 
 # A loop woken a hair before a retry is due would find nothing and spin: it waits this much more.
@@ -88,6 +87,7 @@ def deliver_batch(rows: list[OutboxMail], should_stop: Callable[[], bool] | None
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     pool = pool_of(app)
     keeper = LeaseKeeper(app, rows, stop_event)
+    keeper.chunk_size(pool.chunk_size)
     keeper.start()
     connection = link.take() if link is not None else None
     try:
@@ -120,6 +120,7 @@ def _connect(keeper: LeaseKeeper, row: OutboxMail, pool: DeliveryPool,
     rest, started = keeper.unfinished(), time.monotonic()
     connection, error = smtp.open_connection()
     if isinstance(error, smtp.ConfigurationError):  # the operator must act
+        keeper.flush()
         health.hold_for_config_error(rest, error.reason)
         return None
     if connection is None:
@@ -131,7 +132,7 @@ def _connect(keeper: LeaseKeeper, row: OutboxMail, pool: DeliveryPool,
                 return None
         reason = smtp.describe(error) if error is not None else "no connection"
         for other in rest:
-            _conclude(other, Status.QUEUED, reason, started)
+            _conclude(keeper, other, Status.QUEUED, reason, started)
         return None
     health.clear_config_error()
     return connection  # type: ignore[no-any-return]
@@ -144,7 +145,7 @@ def _send_one(connection: smtp.TimeoutConnection, row: OutboxMail, keeper: Lease
     try:
         message = compose(row.kind, row.submission, row.message_id, row.created_at)
     except Exception as error:  # a poison row, e.g. its attachment gone from disk
-        _conclude(row, Status.FAILED, f"cannot compose: {smtp.describe(error)}", started)
+        _conclude(keeper, row, Status.FAILED, f"cannot compose: {smtp.describe(error)}", started)
         return True
     keeper.sending(connection)
     handed = time.monotonic()
@@ -154,24 +155,24 @@ def _send_one(connection: smtp.TimeoutConnection, row: OutboxMail, keeper: Lease
         pool.sent_in(time.monotonic() - handed)
         aborted = keeper.sent()
         if message.dispatched:  # 250 received; the break came after it
-            _conclude(row, Status.SENT, None, started, f" (then {smtp.describe(error)})")
+            _conclude(keeper, row, Status.SENT, None, started, f" (then {smtp.describe(error)})")
             return False
         if aborted is not None:
-            _abandon(row, aborted, started)
+            _abandon(keeper, row, aborted, started)
             return False
         status = Status.FAILED if smtp.is_permanent(error) else Status.QUEUED
-        _conclude(row, status, smtp.describe(error), started)
+        _conclude(keeper, row, status, smtp.describe(error), started)
         if is_throttle(error):
             log.warning("smtp server answered 421: %d delivery loop(s) for %.0fs",
                         pool.throttle(), pool.seconds_paused())
         return smtp.usable(connection)
     pool.sent_in(time.monotonic() - handed)
     keeper.sent()
-    _conclude(row, Status.SENT, None, started)
+    _conclude(keeper, row, Status.SENT, None, started)
     return True
 
 
-def _abandon(row: OutboxMail, reason: str, started: float) -> None:
+def _abandon(keeper: LeaseKeeper, row: OutboxMail, reason: str, started: float) -> None:
     """A send cut short by this worker: given back, left to the new holder, or retried."""
     if reason == lease.STOPPING:
         outbox.release(row)
@@ -180,25 +181,13 @@ def _abandon(row: OutboxMail, reason: str, started: float) -> None:
         log.warning("mail %s abandoned: its claim was taken over; left to its new holder",
                     row.id)
     else:
-        _conclude(row, Status.QUEUED, f"abandoned: {reason}", started)
+        _conclude(keeper, row, Status.QUEUED, f"abandoned: {reason}", started)
 
 
-def _conclude(row: OutboxMail, status: Status, error: str | None, started: float,
-              note: str = "") -> None:
-    """Record one attempt and log it on one line: id, attempt, outcome, reply, time."""
-    seconds = time.monotonic() - started
-    if status == Status.SENT:
-        outbox.record_sent(row, seconds, f"250{note}")
-        outcome = Outcome.SENT
-    elif status == Status.FAILED:
-        outbox.record_failed(row, error or "", seconds)
-        outcome = Outcome.FAILED
-    else:
-        outcome = outbox.record_transient(row, error or "", seconds)
-    level = logging.INFO if status == Status.SENT else logging.WARNING
-    # The reply is kept whole in the attempt log; the log line names no address.
-    log.log(level, "mail %s attempt %d %s reply=%r in %.2fs%s", row.id, row.attempts + 1,
-            outcome, without_addresses(error or "250"), seconds, without_addresses(note))
+def _conclude(keeper: LeaseKeeper, row: OutboxMail, status: Status, error: str | None,
+              started: float, note: str = "") -> None:
+    """Hand one finished attempt to the keeper, which writes (and logs) it by group commit."""
+    keeper.record(outbox.Attempt(row, status, error or "250", time.monotonic() - started, note))
 
 
 def run_daily_jobs(app: Flask) -> None:
