@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+import random
 import uuid
 from datetime import datetime
 from email.message import EmailMessage
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from contact_site.delivery import compose as compose_module
 from contact_site.delivery.compose import THANK_YOU_SUBJECT, compose
 from contact_site.delivery.models import Kind
 from contact_site.submissions.models import Submission
@@ -188,3 +190,18 @@ def test_sender_without_a_display_name_is_the_bare_address(make_app):
     app = make_app(deliver=False, MAIL_DEFAULT_SENDER="noreply@example.org")
     data = wire(app, Kind.OWNER, submission())
     assert one_address(data, "From") == ("", "noreply@example.org")
+
+
+@pytest.mark.parametrize("kind", [Kind.OWNER, Kind.THANK_YOU])
+def test_serialising_without_reparsing_writes_what_the_smtp_policy_writes(app, kind,
+                                                                          monkeypatch):
+    """The cheap policy changes no byte: same headers, same refolded RFC 2231 file name."""
+    stored = submission(name="\u674e\u96f7 " * 30, language="zh")
+    attach(app, stored, PDF, "\u975e\u5e38\u957f\u7684\u6587\u4ef6\u540d" * 20 + ".pdf")
+    assert compose_module.SMTP_POLICY is not email.policy.SMTP
+    written = []
+    for serialising in (compose_module.SMTP_POLICY, email.policy.SMTP):
+        monkeypatch.setattr(compose_module, "SMTP_POLICY", serialising)
+        random.seed(1)  # the same MIME boundaries both times
+        written.append(wire(app, kind, stored))
+    assert written[0] == written[1]
