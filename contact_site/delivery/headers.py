@@ -11,6 +11,7 @@ writes as they are (a value with a `name` and a `fold()` is never refolded).
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Sequence
 from email.header import Header
 from email.headerregistry import Address
@@ -82,6 +83,7 @@ def address_header(name: str, addresses: Sequence[Address]) -> ComposedHeader:
     return ComposedHeader(name, lines)
 
 
+@functools.lru_cache(maxsize=16)  # configured text: parsed once (an Address is read-only)
 def parse_address(text: str) -> Address:
     """The one address in configured text such as `Contact form <noreply@example.org>`."""
     found = default.header_factory("From", text).addresses

@@ -142,6 +142,8 @@ def claim_due_mails(limit: int | None = None) -> list[OutboxMail]:
     # record each outcome would otherwise reload every row (and its submission).
     for row in rows:
         db.session.expunge(row)
+        if row.submission in db.session:  # not cascaded: it would be reloaded per mail
+            db.session.expunge(row.submission)
     db.session.commit()
     return [row for row in rows if _still_deliverable(row, now)]
 
