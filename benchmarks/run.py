@@ -242,8 +242,8 @@ def drain_rate(stats: dict[str, Any]) -> float | None:
 PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 # Where a drained mail's time goes: frames matched in each sampled stack.
 PROFILE_PARTS = {
-    "record outcome (UPDATE, INSERT, commit)": ("_finish (",),
-    "claim and lease renewals": ("claim_due_mails", "renew_claims", "due_count"),
+    "record outcomes (group commit: UPDATE, INSERT, commit)": ("settle (", "_finish ("),
+    "claim and lease renewals": ("claim_due_mails", "_renew (", "due_count"),
     "compose (templates, headers)": ("compose (",),
     "serialise MIME (email.generator)": ("email/generator.py",),
     "SMTP round trips (smtplib)": ("smtplib.py",),

@@ -22,6 +22,7 @@ def create_app() -> Flask:
     @csrf.exempt
     def judge_post() -> ResponseReturnValue:
         verdict = judge(request.form, request.remote_addr, utcnow())
+        db.session.add_all(verdict.remember)
         db.session.commit()  # as storing the submission would
         return jsonify(pid=os.getpid(), kind=str(verdict.kind), reasons=list(verdict.reasons))
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import Any
 
+from babel import support
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, request
 from flask_babel import LazyString, format_number, get_locale
@@ -15,6 +17,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from werkzeug.datastructures import CombinedMultiDict, MultiDict
 from wtforms import EmailField, HiddenField, SelectField, StringField, TextAreaField
+from wtforms.i18n import messages_path
 from wtforms.validators import DataRequired, Length, ValidationError
 
 from .. import i18n
@@ -106,6 +109,12 @@ def posted_fields() -> CombinedMultiDict[str, Any]:
     return CombinedMultiDict([files, request.form])
 
 
+@functools.lru_cache(maxsize=8)
+def wtforms_catalogue(locale: str) -> support.NullTranslations:
+    """WTForms' built-in messages in this locale (its own catalogue)."""
+    return support.Translations.load(messages_path(), [locale], domain="wtforms")
+
+
 class ContactForm(FlaskForm):
     """What a visitor may send; each rule answers with words a person understands."""
 
@@ -120,6 +129,15 @@ class ContactForm(FlaskForm):
             """The request's text parts and attachment, unless data was given explicitly."""
             wrapped = super().wrap_formdata(form, formdata)
             return wrapped if wrapped is None or wrapped is formdata else posted_fields()
+
+        def get_translations(self, form: Any) -> Any:
+            """WTForms' own messages in the request's language, read once per process.
+
+            Flask-WTF reads WTForms' catalogue from disk again on every request.
+            """
+            if not current_app.config.get("WTF_I18N_ENABLED", True):
+                return super().get_translations(form)
+            return wtforms_catalogue(str(get_locale()))
 
     # Labels and messages are lazy: translated when shown, in the request's language.
     recipient = SelectField(_l("To"), validate_choice=False, validators=[single_line])

@@ -110,7 +110,7 @@ def store_and_answer(form: ContactForm, data: NewSubmission,
 def store_now(data: NewSubmission, verdict: Verdict | None = None) -> Submission:
     """Judge (unless already judged) and store in one transaction whose lock waits are bounded.
 
-    Judging writes (the proof is marked used, the message's fingerprint is added), so
+    Judging writes (the proof is marked used), so
     it comes first, before this request's session takes a lock, and a database that
     cannot take those writes is answered like one that cannot take the submission.
     """
@@ -123,7 +123,7 @@ def store_now(data: NewSubmission, verdict: Verdict | None = None) -> Submission
         # PostgreSQL waits for a lock for ever by default; SQLite has its busy timeout.
         db.session.execute(text(f"SET LOCAL lock_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
     judged = replace(data, verdict=str(verdict.kind), verdict_reasons=verdict.reasons_text())
-    return store_submission(judged, outbox.enqueue_submission)
+    return store_submission(judged, outbox.enqueue_submission, with_rows=verdict.remember)
 
 
 def not_stored(form: ContactForm, key: str, error: BaseException) -> ResponseReturnValue:

@@ -31,6 +31,9 @@ from .models import MessageFingerprint
 LINK = re.compile(r"(?:\b(?:https?|ftp)://(?:www\.)?|(?<![\w./@-])www\.|\[url\b|<a\s)",
                   re.IGNORECASE)
 FINGERPRINT_SALT = b"contact_site.spam.fingerprint\n"
+# Fingerprints past the window are deleted this often at most (per process).
+PRUNE_EVERY = timedelta(minutes=1)
+PRUNED_KEY = "contact_fingerprints_pruned"
 
 
 def link_count(text: str) -> int:
@@ -120,24 +123,34 @@ def fingerprint(message: str, remote_addr: str) -> str:
     return hmac.new(secret, FINGERPRINT_SALT + data, hashlib.sha256).hexdigest()
 
 
-def is_duplicate(message: str, remote_addr: str | None, now: datetime) -> bool:
+def is_duplicate(message: str, remote_addr: str | None,
+                 now: datetime) -> tuple[bool, MessageFingerprint | None]:
     """Whether this network sent this message within CONTACT_DUPLICATE_HOURS (a day by
-    default; 0 turns the rule off); the post is remembered either way.
+    default; 0 turns the rule off), and the fingerprint that remembers this post.
 
-    The fingerprint is added to the session, not flushed: it is committed with
-    the submission and undone with it, so a post that could not be stored leaves
-    none. Fingerprints older than the window are pruned at once, in a transaction
-    of their own.
+    The fingerprint is returned, not added to the session: the caller adds it with
+    the submission, after its own reads (an added row would be autoflushed by the
+    next query, taking SQLite's write lock early), and commits or undoes it with
+    the submission. Fingerprints older than the window are pruned in a
+    transaction of their own, at most once every PRUNE_EVERY per process.
     """
     hours = current_app.config["CONTACT_DUPLICATE_HOURS"]
     if not hours or not normalise(message) or remote_addr is None:
-        return False
+        return False, None
     digest, table = fingerprint(message, remote_addr), MessageFingerprint
     since = now - timedelta(hours=hours)
+    _prune(since, now)
+    seen = db.session.scalar(select(exists().where(table.digest == digest,
+                                                   table.seen_at > since)))
+    return bool(seen), MessageFingerprint(digest=digest, seen_at=now)
+
+
+def _prune(since: datetime, now: datetime) -> None:
+    """Delete the fingerprints seen before `since`, unless this process did a moment ago."""
+    last = current_app.extensions.get(PRUNED_KEY)
+    if last is not None and timedelta(0) <= now - last < PRUNE_EVERY:
+        return  # a commit (an fsync) per post otherwise, for rows the query ignores anyway
+    current_app.extensions[PRUNED_KEY] = now
     with db.engine.begin() as conn:
         conn.execute(delete(MessageFingerprint.__table__).where(
             MessageFingerprint.__table__.c.seen_at <= since))
-    seen = db.session.scalar(select(exists().where(table.digest == digest,
-                                                   table.seen_at > since)))
-    db.session.add(MessageFingerprint(digest=digest, seen_at=now))
-    return bool(seen)

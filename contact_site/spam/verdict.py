@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from flask import current_app
 
@@ -56,6 +57,8 @@ class Verdict:
 
     kind: Kind
     reasons: tuple[str, ...] = ()
+    # Rows the judging wants committed with the submission (the message's fingerprint).
+    remember: tuple[Any, ...] = field(default=(), compare=False)
 
     @classmethod
     def of(cls, reasons: tuple[str, ...]) -> Verdict:
@@ -83,10 +86,10 @@ def reasons_from_text(text: str | None) -> tuple[str, ...]:
 def judge(form_values: Mapping[str, str], remote_addr: str | None, now: datetime) -> Verdict:
     """Run every rule on a posted form and return the verdict with all its reasons.
 
-    Writes: the proof's challenge is marked used (committed at once), and the
-    message's fingerprint is added to db.session, to be committed with the
-    submission. Call it once per new submission, before anything else writes in
-    the request's session. Raises SQLAlchemyError when the database is down.
+    Writes: the proof's challenge is marked used (committed at once); the
+    message's fingerprint comes back in `remember`, to be added and committed with
+    the submission. Call it once per new submission, before anything else writes
+    in the request's session. Raises SQLAlchemyError when the database is down.
     """
     moment = naive_utc(now)
     config = current_app.config
@@ -102,6 +105,8 @@ def judge(form_values: Mapping[str, str], remote_addr: str | None, now: datetime
     entry = content.blocklist_match(form_values.get(name) or "" for name in BLOCKLIST_FIELDS)
     if entry is not None:
         reasons.append(BLOCKLIST_PREFIX + entry)
-    if content.is_duplicate(message, remote_addr, moment):
+    duplicate, remembered = content.is_duplicate(message, remote_addr, moment)
+    if duplicate:
         reasons.append("duplicate")
-    return Verdict.of(tuple(reason for reason in reasons if reason))
+    verdict = Verdict.of(tuple(reason for reason in reasons if reason))
+    return replace(verdict, remember=(remembered,)) if remembered is not None else verdict

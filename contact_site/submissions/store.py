@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -77,9 +77,10 @@ def thank_you_allowed(mailbox: str) -> bool:
     return thank_you_count(mailbox, since) < int(current_app.config["CONTACT_THANK_YOU_PER_DAY"])
 
 
-def store_submission(data: NewSubmission,
-                     enqueue: Callable[[Submission], object]) -> Submission:
-    """Store the submission, its file and (through `enqueue`) its mails in one commit.
+def store_submission(data: NewSubmission, enqueue: Callable[[Submission], object],
+                     with_rows: Sequence[object] = ()) -> Submission:
+    """Store the submission, its file, (through `enqueue`) its mails and `with_rows` (the
+    spam defence's fingerprint) in one commit, added only after this function's reads.
 
     A second call with the same key and content stores nothing and returns the first;
     with the same key but other content it is a new submission under a fresh key.
@@ -109,6 +110,7 @@ def store_submission(data: NewSubmission,
             lock_mailbox(submission.mailbox_key)
             submission.thank_you_sent = thank_you_allowed(submission.mailbox_key)
         db.session.add(submission)
+        db.session.add_all(with_rows)
         if not data.held:
             enqueue(submission)
         db.session.commit()
@@ -120,7 +122,7 @@ def store_submission(data: NewSubmission,
         if first is None:
             raise
         if first.content_hash != content:
-            return store_submission(replace(data, key=new_submission_key()), enqueue)
+            return store_submission(replace(data, key=new_submission_key()), enqueue, with_rows)
         return first
     except BaseException:
         db.session.rollback()

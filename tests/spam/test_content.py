@@ -110,7 +110,10 @@ def post(app, message: str, address: str | None, minutes_later: float = 0,
          commit: bool = True) -> bool:
     """One submission's duplicate check, committed like the submission it belongs to."""
     with app.app_context():
-        seen = is_duplicate(message, address, utcnow() + timedelta(minutes=minutes_later))
+        seen, remembered = is_duplicate(message, address,
+                                        utcnow() + timedelta(minutes=minutes_later))
+        if remembered is not None:
+            db.session.add(remembered)
         if commit:
             db.session.commit()
         else:

@@ -41,6 +41,7 @@ def verdict_of(app, **changes: Any) -> Verdict:
     """The verdict on one post, committed as the submission would be."""
     with app.test_request_context(method="POST"):
         verdict = judge(person(**changes), ADDRESS, utcnow())
+        db.session.add_all(verdict.remember)
         db.session.commit()
         return verdict
 
