@@ -11,6 +11,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from . import write_queue
 from .extensions import db
 
 # Well below gunicorn's worker timeout: a locked database is answered with a 503,
@@ -62,3 +63,5 @@ def init_app(app: Flask) -> None:
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
     db.init_app(app)
+    with app.app_context():  # the engine's URL: Flask-SQLAlchemy resolves relative paths
+        write_queue.init_app(app, db.engine.url, SQLITE_BUSY_TIMEOUT_MS / 1000)

@@ -19,6 +19,7 @@ from ..database import utcnow
 from ..escaping import without_addresses
 from ..extensions import db
 from ..submissions.models import HAM, SPAM, Submission
+from ..write_queue import writing
 from .models import DeliveryAttempt, Kind, OutboxMail, Outcome, Status
 
 THANK_YOU_GIVE_UP_HOURS = 24
@@ -119,6 +120,14 @@ def claim_due_mails(limit: int | None = None) -> list[OutboxMail]:
         .cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
     )
     lost = and_(OutboxMail.status == Status.SENDING, OutboxMail.send_started_at.is_not(None))
+    with writing():
+        rows = _claim(picked, lost, token, takeover_token, now)
+    return [row for row in rows if _still_deliverable(row, now)]
+
+
+def _claim(picked: Any, lost: ColumnElement[bool], token: str, takeover_token: str,
+           now: datetime) -> list[OutboxMail]:
+    """The claim's UPDATE, its takeovers' history and its commit; the rows, detached."""
     one_if_lost = case((lost, 1), else_=0)
     db.session.execute(
         update(OutboxMail).where(OutboxMail.id.in_(select(picked.c.id)), _due(now)).values(
@@ -145,7 +154,7 @@ def claim_due_mails(limit: int | None = None) -> list[OutboxMail]:
         if row.submission in db.session:  # not cascaded: it would be reloaded per mail
             db.session.expunge(row.submission)
     db.session.commit()
-    return [row for row in rows if _still_deliverable(row, now)]
+    return rows
 
 
 def _still_deliverable(row: OutboxMail, now: datetime) -> bool:
@@ -193,8 +202,9 @@ def _write(row: OutboxMail, outcome: Outcome | None, reply: str | None, seconds:
 def _finish(row: OutboxMail, outcome: Outcome | None, reply: str | None, seconds: float,
             **values: Any) -> None:
     """Record an outcome and its attempt in one commit, only while this worker holds the claim."""
-    _write(row, outcome, reply, seconds, utcnow(), **values)
-    db.session.commit()
+    with writing():
+        _write(row, outcome, reply, seconds, utcnow(), **values)
+        db.session.commit()
 
 
 @dataclass(frozen=True)
@@ -255,11 +265,12 @@ def settle(attempts: Sequence[Attempt], renew: Sequence[OutboxMail] = (),
         return set()
     now = database_now()
     sent = [attempt for attempt in attempts if attempt.status == Status.SENT]
-    _write_sent(sent, now)
-    outcomes = [Outcome.SENT if attempt.status == Status.SENT else _write_attempt(attempt, now)
-                for attempt in attempts]
-    held = _renew(renew, starting, now) if renew else set()
-    db.session.commit()
+    with writing():
+        _write_sent(sent, now)
+        outcomes = [Outcome.SENT if attempt.status == Status.SENT
+                    else _write_attempt(attempt, now) for attempt in attempts]
+        held = _renew(renew, starting, now) if renew else set()
+        db.session.commit()
     for attempt, outcome in zip(attempts, outcomes, strict=True):
         level = logging.INFO if outcome == Outcome.SENT else logging.WARNING
         # The reply is kept whole in the attempt log; the log line names no address.

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..database import utcnow
 from ..extensions import db
+from ..write_queue import writing
 from .content import content_hash, new_submission_key
 from .files import CheckedUpload, store_file
 from .models import HAM, SPAM, Submission, mailbox_key
@@ -104,16 +105,17 @@ def store_submission(data: NewSubmission, enqueue: Callable[[Submission], object
             submission.attachment_type = data.upload.content_type
             submission.attachment_size = data.upload.size
             submission.attachment_path = str(stored.relative_to(folder.parent))
-        if data.kind == HAM:  # a suspect submission is never thanked (SPEC §12)
-            # Counted before anything is added to the session: autoflush would
-            # otherwise write the row first, outside the lock on SQLite.
-            lock_mailbox(submission.mailbox_key)
-            submission.thank_you_sent = thank_you_allowed(submission.mailbox_key)
-        db.session.add(submission)
-        db.session.add_all(with_rows)
-        if not data.held:
-            enqueue(submission)
-        db.session.commit()
+        with writing():
+            if data.kind == HAM:  # a suspect submission is never thanked (SPEC §12)
+                # Counted before anything is added to the session: autoflush would
+                # otherwise write the row first, outside the lock on SQLite.
+                lock_mailbox(submission.mailbox_key)
+                submission.thank_you_sent = thank_you_allowed(submission.mailbox_key)
+            db.session.add(submission)
+            db.session.add_all(with_rows)
+            if not data.held:
+                enqueue(submission)
+            db.session.commit()
     except IntegrityError:
         # Another request with the same key committed first: answer like it.
         db.session.rollback()
