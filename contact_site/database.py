@@ -52,8 +52,10 @@ def _sqlite_durability(dbapi_connection: object, _record: object) -> None:
 
 def engine_options(url: str) -> dict[str, Any]:
     """Engine settings: errors never carry the row's values (a visitor's message)."""
-    options: dict[str, Any] = {"hide_parameters": True, "pool_pre_ping": True}
+    options: dict[str, Any] = {"hide_parameters": True}
     if url.startswith("postgresql"):
+        # A server connection can go stale; a SQLite file cannot (a ping per checkout).
+        options["pool_pre_ping"] = True
         options["connect_args"] = {"connect_timeout": 5}
     return options
 

@@ -18,6 +18,7 @@ from ..extensions import db
 from ..submissions.queries import VERDICT_WINDOW, verdict_counts
 from . import health, outbox
 from .models import OutboxMail, Status
+from .pool import Wake
 from .worker import run_delivery_pool
 
 outbox_cli = AppGroup("outbox", help="Watch and drive the mail outbox.")
@@ -85,12 +86,12 @@ def work_command(once: bool) -> None:
     """Deliver mails in the foreground until SIGTERM or Ctrl-C."""
     app: Any = current_app._get_current_object()  # type: ignore[attr-defined]
     stop = threading.Event()
-    wake = threading.Event()
+    wake = Wake(app.config["DELIVERY_CONCURRENCY"])
 
     def on_signal(signum: int, _frame: Any) -> None:
         click.echo(f"signal {signum}: finishing the mail in hand, releasing the rest", err=True)
         stop.set()
-        wake.set()
+        wake.set_all()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -34,7 +34,7 @@ from flask import Flask, current_app, has_app_context
 
 from . import outbox
 from .models import OutboxMail
-from .pool import FLUSH_SECONDS
+from .pool import FLUSH_SECONDS, MAX_CHUNK
 
 log = logging.getLogger("contact_site.delivery")
 
@@ -46,8 +46,6 @@ STOP_GRACE_SECONDS = 10.0
 # trickling bytes. Generous: a 100 MiB attachment on a slow uplink is legitimate.
 MAX_SECONDS_PER_MAIL = 2 * 3600.0
 
-# Mails marked in hand by one commit, at most: what a worker's death sends twice.
-MAX_CHUNK = 32
 
 STOPPING, CLAIM_LOST, LEASE_AT_RISK, TOO_LONG = (
     "stopping", "claim lost", "claim could not be renewed", "took too long")
@@ -57,7 +55,7 @@ class LeaseKeeper:
     """Holds one batch's claims from a heartbeat thread; hands out its mails one by one."""
 
     def __init__(self, app: Flask, rows: list[OutboxMail],
-                 stop_event: threading.Event | None = None) -> None:
+                 stop_event: threading.Event | None = None, in_hand: bool = False) -> None:
         self.app = app
         self.lease = float(app.config["DELIVERY_CLAIM_SECONDS"])
         self._stop_event = stop_event
@@ -73,7 +71,8 @@ class LeaseKeeper:
         self._renewed_at = time.monotonic()
         self._done = threading.Event()
         self._beating = threading.Lock()  # held while the heartbeat works on this batch
-        self._marked: set[int] = set()  # waiting mails whose "in hand" mark is committed
+        # Waiting mails whose "in hand" mark is committed (by the claim itself, or later).
+        self._marked: set[int] = {row.id for row in rows} if in_hand else set()
         self._finished: list[outbox.Attempt] = []  # attempts not yet written
         self._finished_since = 0.0  # when the oldest of them finished
         self._writing = threading.Lock()  # one writer of this batch's attempts at a time

@@ -95,8 +95,9 @@ def _lease(now: datetime) -> datetime:
     return now + timedelta(seconds=current_app.config["DELIVERY_CLAIM_SECONDS"])
 
 
-def claim_due_mails(limit: int | None = None) -> list[OutboxMail]:
-    """Atomically take up to `limit` due mails for this worker, with a lease.
+def claim_due_mails(limit: int | None = None, in_hand: bool = False) -> list[OutboxMail]:
+    """Atomically take up to `limit` due mails for this worker, with a lease; `in_hand`
+    marks them all in hand at once (a claim small enough to send straight away).
 
     A lapsed claim on a mail that was being sent is a takeover: it counts as an
     attempt and is written to the mail's history. A mail taken over
@@ -121,18 +122,19 @@ def claim_due_mails(limit: int | None = None) -> list[OutboxMail]:
     )
     lost = and_(OutboxMail.status == Status.SENDING, OutboxMail.send_started_at.is_not(None))
     with writing():
-        rows = _claim(picked, lost, token, takeover_token, now)
+        rows = _claim(picked, lost, (token, takeover_token), now, now if in_hand else None)
     return [row for row in rows if _still_deliverable(row, now)]
 
 
-def _claim(picked: Any, lost: ColumnElement[bool], token: str, takeover_token: str,
-           now: datetime) -> list[OutboxMail]:
+def _claim(picked: Any, lost: ColumnElement[bool], tokens: tuple[str, str], now: datetime,
+           started: datetime | None) -> list[OutboxMail]:
     """The claim's UPDATE, its takeovers' history and its commit; the rows, detached."""
+    token, takeover_token = tokens
     one_if_lost = case((lost, 1), else_=0)
     db.session.execute(
         update(OutboxMail).where(OutboxMail.id.in_(select(picked.c.id)), _due(now)).values(
             status=Status.SENDING, claim_token=case((lost, takeover_token), else_=token),
-            claimed_until=_lease(now), send_started_at=None,
+            claimed_until=_lease(now), send_started_at=started,
             attempts=OutboxMail.attempts + one_if_lost,
             takeovers=OutboxMail.takeovers + one_if_lost,
         ).execution_options(synchronize_session=False)

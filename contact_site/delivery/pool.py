@@ -26,6 +26,8 @@ BATCH_SECONDS = 5.0
 # Finished attempts wait in memory about this long at most, then are written together
 # (group commit; see lease.py).
 FLUSH_SECONDS = 0.25
+# Mails marked in hand by one commit, at most: what a worker's death sends twice.
+MAX_CHUNK = 32
 SEND_TIME_WEIGHT = 0.2  # of the newest send in the running average
 
 
@@ -64,6 +66,44 @@ class RateLimiter:
         with self._lock:
             if self.interval and self._next == slot + self.interval:
                 self._next = slot
+
+
+class Wake:
+    """Wake-ups for a pool's idle loops, one loop per wake-up.
+
+    A shared Event would wake every loop for each submission, and all but one
+    would find nothing to do (a read, a claim of nothing, a commit). A loop that
+    finds more due than it claimed passes a wake-up on. `set_all` (stopping)
+    wakes them all, for good.
+    """
+
+    def __init__(self, loops: int = 1) -> None:
+        self._condition = threading.Condition()
+        self._waiting = 0  # wake-ups not yet taken, at most one per loop
+        self._loops = max(1, loops)
+        self._everyone = False
+
+    def set(self) -> None:
+        """Wake one idle loop, or the next one to wait."""
+        with self._condition:
+            self._waiting = min(self._loops, self._waiting + 1)
+            self._condition.notify()
+
+    def set_all(self) -> None:
+        """Wake every loop, now and whenever they wait again."""
+        with self._condition:
+            self._everyone = True
+            self._condition.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep until woken (True) or until `timeout` passes (False)."""
+        with self._condition:
+            if not (self._waiting or self._everyone):
+                self._condition.wait(timeout)
+            if self._waiting:
+                self._waiting -= 1
+                return True
+            return self._everyone
 
 
 class DeliveryPool:
@@ -113,9 +153,9 @@ class DeliveryPool:
     def claim_size(self, due: int, batch_size: int) -> int:
         """How many of the `due` mails one loop should claim now (0 when none are due).
 
-        At most its fair share of what is due and about BATCH_SECONDS of sending;
-        one mail until a send has been timed. A pool of one loop claims whole
-        batches, as one worker always did.
+        At most its fair share of what is due (or what it sends within FLUSH_SECONDS,
+        if more) and about BATCH_SECONDS of sending; one mail until a send has been
+        timed. A pool of one loop claims whole batches, as one worker always did.
         """
         if due <= 0:
             return 0
@@ -124,14 +164,19 @@ class DeliveryPool:
         with self._lock:
             average = self._send_seconds
         by_time = 1 if average is None else max(1, int(BATCH_SECONDS / max(average, 1e-4)))
-        return max(1, min(batch_size, -(-due // self.active()), by_time))
+        # What one loop sends within FLUSH_SECONDS is not worth spreading over several
+        # connections (and their claims and commits).
+        fair = max(-(-due // self.active()), min(due, self.chunk_size()))
+        return max(1, min(batch_size, fair, by_time))
 
     def chunk_size(self) -> int:
         """How many mails take about FLUSH_SECONDS to send: one commit marks them all
         in hand. One until a send has been timed."""
         with self._lock:
             average = self._send_seconds
-        return 1 if average is None else max(1, int(FLUSH_SECONDS / max(average, 1e-4)))
+        if average is None:
+            return 1
+        return max(1, min(MAX_CHUNK, int(FLUSH_SECONDS / max(average, 1e-4))))
 
     def busy(self, delta: int) -> int:
         """Count a loop starting (+1) or ending (-1) a pass; how many are in a pass."""

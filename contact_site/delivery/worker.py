@@ -16,10 +16,13 @@ from . import health, lease, outbox, smtp
 from .compose import compose
 from .lease import LeaseKeeper
 from .models import OutboxMail, Status
-from .pool import DeliveryPool, is_throttle, pool_of
+from .pool import DeliveryPool, Wake, is_throttle, pool_of
 
 # A loop woken a hair before a retry is due would find nothing and spin: it waits this much more.
 WAKE_MARGIN_SECONDS = 0.05
+# A loop keeps its connection this long after its last mail: a form posted to every few
+# seconds would otherwise pay a connection (TLS handshake, login) per submission.
+LINK_IDLE_SECONDS = 10.0
 
 log = logging.getLogger("contact_site.delivery")
 
@@ -62,31 +65,40 @@ class Link:
 def deliver_due(should_stop: Callable[[], bool] | None = None,
                 stop_event: threading.Event | None = None, limit: int | None = None,
                 link: Link | None = None) -> int:
-    """Claim due mails (up to `limit`, else DELIVERY_BATCH_SIZE) and send them; how many."""
-    rows = outbox.claim_due_mails(limit)
+    """Claim due mails (up to `limit`, else DELIVERY_BATCH_SIZE) and send them; how many.
+
+    A claim no bigger than one chunk (see LeaseKeeper) is marked in hand by the claim
+    itself: a mail or two from a quiet form then cost two commits, not three.
+    """
+    in_hand = limit is not None and limit <= pool_of(current_app).chunk_size()
+    rows = outbox.claim_due_mails(limit, in_hand=in_hand)
     if rows:
-        deliver_batch(rows, should_stop, stop_event, link)
+        deliver_batch(rows, should_stop, stop_event, link, in_hand)
     return len(rows)
 
 
-def _share(pool: DeliveryPool) -> int:
-    """How many mails this loop claims now (pool.claim_size); 0 when none are due, so an
-    idle wake-up costs a read, never the write lock."""
+def _share(pool: DeliveryPool) -> tuple[int, int]:
+    """How many mails are due (counted up to a pool's worth) and how many this loop claims
+    now (pool.claim_size); 0 when none are, so an idle wake-up costs a read, never the
+    write lock."""
     batch = int(current_app.config["DELIVERY_BATCH_SIZE"])
-    return pool.claim_size(outbox.due_count(batch * pool.concurrency), batch)
+    due = outbox.due_count(batch * pool.concurrency)
+    return due, pool.claim_size(due, batch)
 
 
 def deliver_batch(rows: list[OutboxMail], should_stop: Callable[[], bool] | None = None,
-                  stop_event: threading.Event | None = None, link: Link | None = None) -> None:
+                  stop_event: threading.Event | None = None, link: Link | None = None,
+                  in_hand: bool = False) -> None:
     """Send claimed mails over one SMTP connection, reconnecting when it breaks.
 
     The claims are kept alive by a LeaseKeeper for as long as the batch runs;
     `stop_event` makes it give back the unsent mails at once. With a `link`, the
-    connection is taken from it and left in it for the next batch.
+    connection is taken from it and left in it for the next batch. `in_hand`: the
+    claim marked them all in hand already.
     """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     pool = pool_of(app)
-    keeper = LeaseKeeper(app, rows, stop_event)
+    keeper = LeaseKeeper(app, rows, stop_event, in_hand)
     keeper.chunk_size(pool.chunk_size)
     keeper.start()
     connection = link.take() if link is not None else None
@@ -199,7 +211,7 @@ def run_daily_jobs(app: Flask) -> None:
             log.exception("daily job failed")
 
 
-def run_delivery_loop(app: Flask, stop: threading.Event, wake: threading.Event | None = None,
+def run_delivery_loop(app: Flask, stop: threading.Event, wake: Wake | None = None,
                       on_idle: Callable[[], None] | None = None, index: int = 0) -> None:
     """Deliver due mails until `stop` is set; between passes, sleep until the next mail is
     due (at most DELIVERY_POLL_SECONDS) unless woken.
@@ -208,26 +220,28 @@ def run_delivery_loop(app: Flask, stop: threading.Event, wake: threading.Event |
     (after a 421) sends nothing until it may again. `on_idle` is called when no
     loop of the pool found anything to do.
     """
-    wake = wake or threading.Event()
+    wake = wake or Wake()
     poll = float(app.config["DELIVERY_POLL_SECONDS"])
     pool = pool_of(app)
 
     def should_stop() -> bool:
         return stop.is_set() or not pool.may_send(index)
 
-    link = Link()
+    link, last_mail = Link(), time.monotonic()
     try:
         while not stop.is_set():
-            wake.clear()  # before delivering: a wake-up during this pass earns another pass
-            if not pool.may_send(index):
-                wake.wait(min(poll, pool.seconds_paused() + WAKE_MARGIN_SECONDS))
+            if not pool.may_send(index):  # a wake-up is for a loop that may send: not taken
+                stop.wait(min(poll, pool.seconds_paused() + WAKE_MARGIN_SECONDS))
                 continue
-            claimed, sleep, others_busy = _pass(app, pool, link, should_stop, stop, poll)
+            claimed, sleep, others_busy = _pass(app, pool, link, should_stop, stop, wake, poll)
             if index == 0:
                 run_daily_jobs(app)
-            if claimed == 0:
-                with app.app_context():
-                    link.close()  # idle: no connection held open at the provider
+            if claimed:
+                last_mail = time.monotonic()
+            else:
+                if time.monotonic() - last_mail >= LINK_IDLE_SECONDS:
+                    with app.app_context():
+                        link.close()  # idle: no connection held open at the provider
                 if on_idle is not None and others_busy == 0:
                     on_idle()
                 if stop.is_set():
@@ -239,12 +253,14 @@ def run_delivery_loop(app: Flask, stop: threading.Event, wake: threading.Event |
 
 
 def _pass(app: Flask, pool: DeliveryPool, link: Link, should_stop: Callable[[], bool],
-          stop: threading.Event, poll: float) -> tuple[int, float, int]:
+          stop: threading.Event, wake: Wake, poll: float) -> tuple[int, float, int]:
     """One claim and its batch: how many claimed, how long to sleep if none, loops still busy."""
     pool.busy(+1)
     try:
         with app.app_context():
-            share = _share(pool)
+            due, share = _share(pool)
+            if due > share:  # more than this loop takes: another one may help
+                wake.set()
             claimed = deliver_due(should_stop, stop, share, link) if share else 0
             sleep = poll if claimed else _idle_seconds(poll)
     except Exception:  # the loop must outlive a database hiccup; it is logged
@@ -261,7 +277,7 @@ def _idle_seconds(poll: float) -> float:
     return poll if until is None else min(poll, until + WAKE_MARGIN_SECONDS)
 
 
-def run_delivery_pool(app: Flask, stop: threading.Event, wake: threading.Event,
+def run_delivery_pool(app: Flask, stop: threading.Event, wake: Wake,
                       on_idle: Callable[[], None] | None = None) -> None:
     """DELIVERY_CONCURRENCY loops until `stop`: the first in this thread, the others beside it."""
     threads = [_loop_thread(app, stop, wake, index, on_idle)
@@ -272,12 +288,12 @@ def run_delivery_pool(app: Flask, stop: threading.Event, wake: threading.Event,
         run_delivery_loop(app, stop, wake, on_idle, index=0)
     finally:
         stop.set()
-        wake.set()
+        wake.set_all()
         for thread in threads:
             thread.join()
 
 
-def _loop_thread(app: Flask, stop: threading.Event, wake: threading.Event, index: int,
+def _loop_thread(app: Flask, stop: threading.Event, wake: Wake, index: int,
                  on_idle: Callable[[], None] | None = None) -> threading.Thread:
     return threading.Thread(target=run_delivery_loop, args=(app, stop, wake, on_idle, index),
                             name=f"contact-delivery-{index}", daemon=True)
@@ -290,7 +306,7 @@ class DeliveryThread:
     def __init__(self, app: Flask) -> None:
         self.app = app
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._wake = Wake()
         self._threads: list[threading.Thread] = []
         self._pid = 0
         self._lock = threading.Lock()
@@ -307,8 +323,10 @@ class DeliveryThread:
                 return
             self._stop.clear()
             self._pid = os.getpid()
+            loops = self.app.config["DELIVERY_CONCURRENCY"]
+            self._wake = Wake(loops)  # a stopped one wakes every loop for good
             self._threads = [_loop_thread(self.app, self._stop, self._wake, index)
-                             for index in range(self.app.config["DELIVERY_CONCURRENCY"])]
+                             for index in range(loops)]
             for thread in self._threads:
                 thread.start()
 
@@ -329,7 +347,7 @@ class DeliveryThread:
         abandoned after lease.STOP_GRACE_SECONDS if it has not finished by then.
         """
         self._stop.set()
-        self._wake.set()
+        self._wake.set_all()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
