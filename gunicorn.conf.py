@@ -32,6 +32,9 @@ timeout = 60
 # after 10 s. Keep it below systemd's TimeoutStopSec (90 s by default).
 graceful_timeout = 60
 keepalive = 5
+# Each worker tells the master it is alive by touching a file (os.fchmod) on every
+# turn of its loop: on a RAM disk that never waits for the disk (gunicorn's advice).
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190

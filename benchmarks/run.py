@@ -588,7 +588,8 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each load run")
     parser.add_argument("--concurrency", default="1,8,32", help="load concurrencies")
-    parser.add_argument("--drain", type=int, default=300, help="submissions for the 0 s drain")
+    parser.add_argument("--drain", type=int, default=1000,
+                        help="submissions for the 0 s drain (2 mails each)")
     parser.add_argument("--slow-drain", type=int, default=24,
                         help="submissions for the 2 s drain")
     parser.add_argument("--smtplib", type=int, default=500, help="mails for the ceilings")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from datetime import datetime
@@ -22,8 +23,16 @@ USERNAME_PATTERN = re.compile(r"[a-z0-9._@-]{1,64}")
 SEEN_KEY = "console_seen"  # epoch seconds of the console's last answer, in its session
 
 hasher = PasswordHasher()  # argon2id with the library's RFC 9106 defaults
-# Checked when the name is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = hasher.hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when the name is unknown, so a wrong name costs as long as a wrong password.
+
+    Made at the first sign-in, not at import: an argon2id hash is a tenth of a
+    second, and every process (each gunicorn worker, each CLI run) imports this.
+    """
+    return hasher.hash("not a password of anyone")
 
 
 class AccountError(ValueError):
@@ -105,7 +114,7 @@ def authenticate(name: str, password: str) -> User | None:
     """The account if the password is right, else None, taking as long either way."""
     user = find_user(name) if USERNAME_PATTERN.fullmatch(name.strip().lower()) else None
     try:
-        hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        hasher.verify(user.password_hash if user else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     if user is None:

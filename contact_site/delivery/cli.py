@@ -86,7 +86,7 @@ def work_command(once: bool) -> None:
     """Deliver mails in the foreground until SIGTERM or Ctrl-C."""
     app: Any = current_app._get_current_object()  # type: ignore[attr-defined]
     stop = threading.Event()
-    wake = Wake(app.config["DELIVERY_CONCURRENCY"])
+    wake = Wake()
 
     def on_signal(signum: int, _frame: Any) -> None:
         click.echo(f"signal {signum}: finishing the mail in hand, releasing the rest", err=True)

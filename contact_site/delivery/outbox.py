@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid, parseaddr
 from typing import Any
 
@@ -78,9 +79,9 @@ def database_now() -> datetime:
         # clock_timestamp(): now() would be the start of a transaction left open.
         query = text("SELECT clock_timestamp() AT TIME ZONE 'UTC'")
         return db.session.execute(query).scalar_one()  # type: ignore[no-any-return]
-    # SQLite's 'now' is UTC; '%f' keeps milliseconds (CURRENT_TIMESTAMP drops them).
-    stamp = db.session.execute(text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")).scalar_one()
-    return datetime.fromisoformat(str(stamp))
+    # SQLite has no server: its 'now' is the clock of the process asking, read here
+    # without a query (several per mail otherwise).
+    return datetime.fromtimestamp(time.time(), UTC).replace(tzinfo=None)
 
 
 def _due(now: datetime) -> ColumnElement[bool]:

@@ -69,24 +69,24 @@ class RateLimiter:
 
 
 class Wake:
-    """Wake-ups for a pool's idle loops, one loop per wake-up.
+    """Wake-ups for a pool's idle loops: one loop per wake-up, one wake-up pending at most.
 
-    A shared Event would wake every loop for each submission, and all but one
-    would find nothing to do (a read, a claim of nothing, a commit). A loop that
-    finds more due than it claimed passes a wake-up on. `set_all` (stopping)
-    wakes them all, for good.
+    A shared Event would wake every loop for each submission, and all but one would
+    find nothing to do (a read, a claim of nothing, a commit); several pending
+    wake-ups would likewise split a busy form's submissions into a claim each. The
+    loop woken gathers what is due (worker.GATHER_SECONDS), and one that finds more
+    than its share passes a wake-up on. `set_all` (stopping) wakes them all, for good.
     """
 
-    def __init__(self, loops: int = 1) -> None:
+    def __init__(self) -> None:
         self._condition = threading.Condition()
-        self._waiting = 0  # wake-ups not yet taken, at most one per loop
-        self._loops = max(1, loops)
+        self._pending = False
         self._everyone = False
 
     def set(self) -> None:
         """Wake one idle loop, or the next one to wait."""
         with self._condition:
-            self._waiting = min(self._loops, self._waiting + 1)
+            self._pending = True
             self._condition.notify()
 
     def set_all(self) -> None:
@@ -98,10 +98,10 @@ class Wake:
     def wait(self, timeout: float | None = None) -> bool:
         """Sleep until woken (True) or until `timeout` passes (False)."""
         with self._condition:
-            if not (self._waiting or self._everyone):
+            if not (self._pending or self._everyone):
                 self._condition.wait(timeout)
-            if self._waiting:
-                self._waiting -= 1
+            if self._pending:
+                self._pending = False
                 return True
             return self._everyone
 

@@ -32,7 +32,7 @@ def waiters(wake: Wake, count: int,
 
 
 def test_one_wake_up_wakes_one_loop():
-    wake = Wake(3)
+    wake = Wake()
     results, threads = waiters(wake, 3, 1.0)
     wake.set()
     for thread in threads:
@@ -41,14 +41,14 @@ def test_one_wake_up_wakes_one_loop():
 
 
 def test_a_wake_up_given_while_every_loop_is_busy_waits_for_the_next_one():
-    wake = Wake(2)
+    wake = Wake()
     wake.set()
     assert wake.wait(0) is True
     assert wake.wait(0) is False
 
 
 def test_stopping_wakes_every_loop_for_good():
-    wake = Wake(3)
+    wake = Wake()
     results, threads = waiters(wake, 3, 5.0)
     wake.set_all()
     for thread in threads:
