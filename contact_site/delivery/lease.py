@@ -134,8 +134,9 @@ class LeaseKeeper:
         return row
 
     def _fresh(self) -> bool:
-        """Whether the lease was renewed recently enough to send without renewing it."""
-        return time.monotonic() - self._renewed_at < self.lease / 3
+        """Whether the claims were renewed (successfully) within the last third of the lease:
+        recently enough to send without renewing them."""
+        return self._held_until - time.monotonic() > self.lease * 2 / 3
 
     def _write(self, renew: list[OutboxMail], starting: list[OutboxMail]) -> set[int]:
         """One commit: the finished attempts, renewed claims, the next chunk in hand."""
@@ -218,7 +219,7 @@ class LeaseKeeper:
         with self._lock:
             overdue = bool(self._finished) and \
                 time.monotonic() - self._finished_since >= FLUSH_SECONDS
-        if self._fresh():
+        if time.monotonic() - self._renewed_at < self.lease / 3:  # not yet due (or retried)
             if overdue:  # the sender is busy with a long mail: write them from here
                 self.flush()
             return
