@@ -293,11 +293,6 @@ def record_failed(row: OutboxMail, error: str, seconds: float = 0.0) -> None:
     settle([Attempt(row, Status.FAILED, error, seconds)])
 
 
-def record_transient(row: OutboxMail, error: str, seconds: float = 0.0) -> None:
-    """A transient failure: try again later, or give up once the mail has expired."""
-    settle([Attempt(row, Status.QUEUED, error, seconds)])
-
-
 def release(row: OutboxMail) -> None:
     """Give a claimed mail back to the queue without counting an attempt."""
     _finish(row, None, None, 0.0, status=Status.QUEUED)
