@@ -226,3 +226,22 @@ def workers(app: Flask, tmp_path: Path) -> Any:
     yield start
     for process in started:
         stop_process(process)
+
+
+@pytest.fixture
+def gunicorn(app: Flask, tmp_path: Path) -> Any:
+    """Start gunicorn as an operator runs it, on this app's database; each is stopped by PID."""
+    import subprocess
+
+    from delivery_helpers import start_gunicorn, stop_process
+
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, **settings: Any) -> tuple[subprocess.Popen[bytes], Path, int]:
+        process, log, port = start_gunicorn(app, tmp_path, *args, **settings)
+        started.append(process)
+        return process, log, port
+
+    yield start
+    for process in started:
+        stop_process(process, timeout=30)

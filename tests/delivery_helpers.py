@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +30,7 @@ from contact_site.submissions.models import Submission
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FLASK = str(Path(sys.executable).with_name("flask"))
 SECRET = "test-secret-key-for-worker-processes"
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
 def queue_submissions(app: Flask, count: int = 1, thank_you: bool = False,
@@ -142,3 +146,55 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout)
     return process.returncode
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_gunicorn(app: Any, tmp_path: Path, *args: str, wait: bool = True,
+                   **settings: Any) -> tuple[subprocess.Popen[bytes], Path, int]:
+    """gunicorn as an operator runs it (gunicorn.conf.py from the project folder), with a
+    HOME of its own (TRAPS.md: the control socket); the process, its log and its port."""
+    home = tmp_path / f"home-{uuid.uuid4().hex[:8]}"
+    home.mkdir()
+    port = free_port()
+    log = tmp_path / f"gunicorn-{port}.log"
+    env = {**worker_env(app, **settings), "HOME": str(home)}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [GUNICORN, "--bind", f"127.0.0.1:{port}", "--workers", "2", *args,
+             "contact_site:create_app()"],
+            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if wait:
+        wait_until(lambda: _answers(port) or process.poll() is not None, 30, "gunicorn to serve")
+        assert process.poll() is None, log.read_text()
+    return process, log, port
+
+
+def _answers(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status in {200, 503}
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def form_page(port: int) -> tuple[str, dict[str, str]]:
+    """The session cookie and the hidden fields of a freshly served form."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        page = response.read().decode()
+    finally:
+        connection.close()
+    cookie = response.getheader("Set-Cookie", "").split(";", 1)[0]
+    pattern = r'name="(csrf_token|submission_key)" type="hidden" value="([^"]+)"'
+    return cookie, dict(re.findall(pattern, page))

@@ -9,8 +9,16 @@ from urllib.parse import urlencode
 
 import pytest
 from conftest import VALID
-from delivery_helpers import FLASK, PROJECT_ROOT, stop_process, wait_until, worker_env
-from test_gunicorn_config import _form_page, free_port, start_gunicorn
+from delivery_helpers import (
+    FLASK,
+    PROJECT_ROOT,
+    form_page,
+    free_port,
+    start_gunicorn,
+    stop_process,
+    wait_until,
+    worker_env,
+)
 
 from contact_site import devmail
 from contact_site.runtime import start_process
@@ -32,7 +40,7 @@ def status_of(port: int, path: str) -> int:
 
 def post_over_http(port: int) -> int:
     """Fetch the form and send it, as a browser without JavaScript would; the status."""
-    cookie, tokens = _form_page(port)
+    cookie, tokens = form_page(port)
     body = urlencode({**VALID, **tokens})
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:

@@ -2,85 +2,26 @@
 
 from __future__ import annotations
 
-import http.client
 import io
 import re
 import socket
-import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from delivery_helpers import PROJECT_ROOT, stop_process, wait_until, worker_env
+from delivery_helpers import PROJECT_ROOT, form_page, start_gunicorn, stop_process
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
 from contact_site.extensions import db
 from contact_site.submissions.models import Submission
 
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_gunicorn(app: Any, tmp_path: Path, *args: str, wait: bool = True,
-                   **settings: Any) -> tuple[subprocess.Popen[bytes], Path, int]:
-    """gunicorn as an operator runs it (gunicorn.conf.py from the project folder), with a
-    HOME of its own (TRAPS.md: the control socket); the process, its log and its port."""
-    home = tmp_path / f"home-{uuid.uuid4().hex[:8]}"
-    home.mkdir()
-    port = free_port()
-    log = tmp_path / f"gunicorn-{port}.log"
-    env = {**worker_env(app, **settings), "HOME": str(home)}
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [GUNICORN, "--bind", f"127.0.0.1:{port}", "--workers", "2", *args,
-             "contact_site:create_app()"],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    if wait:
-        wait_until(lambda: _answers(port) or process.poll() is not None, 30, "gunicorn to serve")
-        assert process.poll() is None, log.read_text()
-    return process, log, port
-
-
-def _answers(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status in {200, 503}
-    except OSError:
-        return False
-    finally:
-        connection.close()
-
 
 @pytest.fixture
 def app(make_app):
     """The test's own view of the database, with no delivery of its own."""
     return make_app(deliver=False)
-
-
-@pytest.fixture
-def gunicorn(app, tmp_path):
-    """Start gunicorn processes; each is stopped by its PID afterwards."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str, **settings: Any) -> tuple[subprocess.Popen[bytes], Path, int]:
-        process, log, port = start_gunicorn(app, tmp_path, *args, **settings)
-        started.append(process)
-        return process, log, port
-
-    yield start
-    for process in started:
-        stop_process(process, timeout=30)
 
 
 @pytest.mark.timeout(60)
@@ -118,20 +59,6 @@ def test_the_production_settings_suit_uploads_and_a_delivery_thread():
     assert "%(U)s" in settings["access_log_format"]
 
 
-def _form_page(port: int) -> tuple[str, dict[str, str]]:
-    """The session cookie and the hidden fields of a freshly served form."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", "/")
-        response = connection.getresponse()
-        page = response.read().decode()
-    finally:
-        connection.close()
-    cookie = response.getheader("Set-Cookie", "").split(";", 1)[0]
-    pattern = r'name="(csrf_token|submission_key)" type="hidden" value="([^"]+)"'
-    return cookie, dict(re.findall(pattern, page))
-
-
 def _trickle(port: int, head: bytes, body: bytes, seconds: float) -> bytes:
     """Send the request head, then the body in small pieces over `seconds`; the answer."""
     pieces = 200
@@ -148,7 +75,7 @@ def _trickle(port: int, head: bytes, body: bytes, seconds: float) -> bytes:
 def test_a_slow_upload_through_the_production_config_is_stored_intact(app, gunicorn):
     """1 MiB trickled over about 35 s, with a worker timeout of 10 s: 303, file intact."""
     _process, log, port = gunicorn("--timeout", "10", DELIVERY_POLL_SECONDS=60)
-    cookie, tokens = _form_page(port)
+    cookie, tokens = form_page(port)
     data = b"".join(b"line %06d of a slow upload\r\n" % n for n in range(40000))[:2**20]
     fields = MultiDict({"recipient": "sales", "name": "Ada Lovelace", "email": "ada@example.com",
                         "subject": "Slow line", "message": "The attached file, slowly.",

@@ -6,8 +6,14 @@ import logging
 import re
 
 import pytest
-from delivery_helpers import flask_command, queue_submissions, statuses, wait_until, worker_env
-from test_gunicorn_config import start_gunicorn
+from delivery_helpers import (
+    flask_command,
+    queue_submissions,
+    start_gunicorn,
+    statuses,
+    wait_until,
+    worker_env,
+)
 
 from contact_site import create_app
 from contact_site.config import ConfigError

@@ -14,13 +14,13 @@ from delivery_helpers import (
     flask_command,
     queue_submissions,
     rows,
+    start_gunicorn,
     statuses,
     stop_process,
     wait_until,
     worker_env,
 )
 from test_celery import BROKER_URL, CELERY, redis_broker  # noqa: F401  (a fixture)
-from test_gunicorn_config import start_gunicorn
 
 from contact_site.delivery import lease
 
