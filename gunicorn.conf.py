@@ -38,6 +38,12 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
+# gunicorn 25.1+ opens a control socket for `gunicornc` at one path per user
+# ($XDG_RUNTIME_DIR/gunicorn.ctl, else ~/.gunicorn/gunicorn.ctl): a second deployment
+# under the same user takes it over (and unlinks it when it stops), so `gunicornc`
+# would reload or scale the wrong site. Nothing here uses it: off. To use gunicornc,
+# set control_socket_disable = False and control_socket to a path of that deployment alone.
+control_socket_disable = True
 
 accesslog = "-"
 errorlog = "-"

@@ -16,6 +16,7 @@ from . import (
     devmail,
     errors,
     i18n,
+    limits,
     logs,
     records,
     runtime,
@@ -39,6 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     schema.init_app(app)
     mail.init_app(app)
     security.init_app(app)
+    limits.init_app(app)  # the request class: every reader of a body meets the bound
     errors.init_app(app)
     i18n.init_app(app)  # before the blueprints: their templates and forms use it
     contact.init_app(app)

@@ -13,6 +13,8 @@ from typing import Any
 
 from flask import Flask
 
+from .private_files import make_private_folder
+
 MIB = 2**20
 # Room in the request body for the form fields beside the largest attachment.
 FORM_FIELDS_ROOM = MIB
@@ -151,6 +153,17 @@ def _blocklist_file(name: str, value: Any) -> str | None:
     return str(Path(path).resolve())
 
 
+def _fallback_keys(name: str, value: Any) -> list[str]:
+    """Previous SECRET_KEYs, comma-separated: a list, as Flask's session signing reads it."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    keys = [str(item).strip() for item in items if str(item).strip()]
+    for number, key in enumerate(keys, 1):
+        if is_placeholder_key(key):  # the key itself is never printed
+            raise ConfigError(name, f"key {number} of {len(keys)} is a placeholder or shorter "
+                              "than 16 characters: list only keys that were real SECRET_KEYs")
+    return keys
+
+
 def slugify(name: str) -> str:
     """Lower-case slug of a recipient's name, as posted in the form."""
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -179,6 +192,7 @@ def parse_recipients(name: str, value: Any) -> tuple[Recipient, ...]:
 # goes through its parser, so both may be given as strings.
 SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "SECRET_KEY": (None, _text),
+    "SECRET_KEY_FALLBACKS": ("", _fallback_keys),
     "DATABASE_URL": (None, _text),
     "UPLOAD_FOLDER": (None, _text),
     "MAIL_SERVER": ("localhost", _text),
@@ -193,6 +207,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "CONTACT_RECIPIENTS": ("Site Owner <owner@localhost>", parse_recipients),
     "CONTACT_SUBJECT_PREFIX": ("[Contact]", _text),
     "CONTACT_MAX_UPLOAD_MB": (10, _integer(1, 100)),
+    "CONTACT_UPLOAD_QUOTA_MB": (2048, _integer(1, 10_000_000)),  # all stored files together
     "CONTACT_ALLOWED_EXTENSIONS": ("pdf,png,jpg,jpeg,gif,txt,docx,odt", _extensions),
     "CONTACT_RATE_LIMIT": ("5 per minute;50 per day", _rate_limit),
     "CONTACT_THANK_YOU_PDF": ("static/thank-you.pdf", _text),
@@ -213,6 +228,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "DEV_MAILBOX": (False, _boolean),
     "DEV_MAILBOX_PORT": (1025, _integer(1, 65535)),
     "LOG_LEVEL": ("INFO", _log_level),
+    "HEALTHZ_TOKEN": (None, _text),  # Bearer token for /healthz's details; unset: loopback only
     # Retention (SPEC §4, §10); 0 keeps for ever.
     "CONTACT_RETENTION_DAYS": (180, _integer(0, 36500)),
     "CONTACT_UPLOAD_RETENTION_DAYS": (30, _integer(0, 36500)),
@@ -247,7 +263,7 @@ def load(app: Flask, overrides: Mapping[str, Any] | None) -> None:
 def _derive(app: Flask, explicit: set[str]) -> None:
     """Settings computed from others: paths, limits, which settings were given."""
     config = app.config
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    make_private_folder(app.instance_path)  # it holds the key, the database, captured mail
     config["SECRET_KEY"] = _secret_key(app)
     config.setdefault("SQLALCHEMY_DATABASE_URI", config["DATABASE_URL"]
                       or f"sqlite:///{Path(app.instance_path) / 'contact_site.sqlite'}")

@@ -1,9 +1,13 @@
-"""The database engine's settings: SQLite durability, short waits, no parameters in errors."""
+"""The database engine's settings: SQLite durability and private files, short waits, no
+parameters in errors."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
+import urllib.parse
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from . import write_queue
 from .extensions import db
+from .private_files import make_private, open_private
 
 # Well below gunicorn's worker timeout: a locked database is answered with a 503,
 # not waited on until the worker is killed.
@@ -48,6 +53,41 @@ def _sqlite_durability(dbapi_connection: object, _record: object) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+def _sqlite_file(cargs: list[Any], cparams: dict[str, Any]) -> str | None:
+    """The file a SQLite connection opens, or None for a database in memory."""
+    name = str(cargs[0]) if cargs else str(cparams.get("database", ""))
+    if cparams.get("uri"):  # file:path?mode=... (sqlite:///file:...?uri=true)
+        parts = urllib.parse.urlsplit(name)
+        if "mode=memory" in parts.query:
+            return None
+        name = urllib.parse.unquote(parts.path)
+    return None if name in {"", ":memory:"} else name
+
+
+@event.listens_for(Engine, "do_connect")
+def _sqlite_private(dialect: Any, _record: object, cargs: list[Any],
+                    cparams: dict[str, Any]) -> None:
+    """Create the database file 0600 before SQLite would (0644 less the umask); SQLite gives
+    its -wal and -shm the same mode. Files of ours left wider by an earlier release are
+    narrowed: they hold every message, address and password hash."""
+    path = _sqlite_file(cargs, cparams) if dialect.name == "sqlite" else None
+    if path is None:
+        return
+    # Only a file that does not exist yet is opened (O_EXCL: a new inode nobody holds):
+    # closing any descriptor of an existing SQLite file would drop every POSIX lock this
+    # process's other connections hold on it. An existing file is narrowed by its path.
+    try:
+        os.close(open_private(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        with suppress(OSError):
+            make_private(path)
+    except OSError:  # no such folder, or not ours to open: SQLite's own error says which
+        return
+    for suffix in ("-wal", "-shm", "-journal"):
+        with suppress(OSError):  # absent, most often
+            make_private(path + suffix)
 
 
 def engine_options(url: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from aiosmtpd.controller import Controller
 from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
 
 from .database import utcnow
+from .private_files import make_private_folder, write_private
 
 log = logging.getLogger("contact_site.devmail")
 bp = Blueprint("devmail", __name__, url_prefix="/dev/mailbox")
@@ -33,7 +34,7 @@ class SaveToFolder:
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         """Keep the exact bytes received; answer 250."""
         name = f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex}.eml"
-        (self.folder / name).write_bytes(envelope.original_content or envelope.content)
+        write_private(self.folder / name, envelope.original_content or envelope.content)
         return "250 Message captured by the dev mailbox"
 
 
@@ -46,7 +47,7 @@ def mailbox_folder(app: Flask | None = None) -> Path:
 def start_sink(app: Flask) -> bool:
     """Listen on 127.0.0.1:DEV_MAILBOX_PORT once per process; False if the port is taken."""
     folder = mailbox_folder(app)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_folder(folder)  # the mails carry visitors' messages and files
     port = app.config["DEV_MAILBOX_PORT"]
     if str(folder) in _controllers:
         return True
@@ -170,12 +171,29 @@ def is_loopback(address: str | None) -> bool:
     return ip.is_loopback
 
 
+# Set by a proxy for the client it forwards: a request carrying one is not a local user.
+FORWARDING_HEADERS = ("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP")
+
+
+def is_direct_loopback(environ: dict[str, Any]) -> bool:
+    """Whether the peer of the connection itself is loopback, and forwards nobody.
+
+    Behind a proxy on the same host every visitor arrives from 127.0.0.1, so a request
+    with a forwarding header is refused; and the address is the server's, from before
+    ProxyFix (PROXY_FIX_X_FOR) replaced it with one a header named.
+    """
+    if any(name in environ for name in FORWARDING_HEADERS):
+        return False
+    original = environ.get("werkzeug.proxy_fix.orig") or environ
+    return is_loopback(original.get("REMOTE_ADDR"))
+
+
 @bp.before_request
 def only_where_started() -> None:
-    """The pages exist only in a process whose sink was started, and only for loopback."""
+    """The pages exist only in a process whose sink was started, and only for local users."""
     if not current_app.extensions.get("contact_devmail"):
         abort(404)
-    if not is_loopback(request.remote_addr):
+    if not is_direct_loopback(request.environ):
         abort(404)
 
 

@@ -9,8 +9,12 @@ those hooks do it at their first request.
 from __future__ import annotations
 
 import logging
+import os
 
+import click
+from click.core import ParameterSource
 from flask import Flask, current_app, request
+from flask.cli import run_command
 
 from . import devmail
 from .config import ConfigError
@@ -39,7 +43,7 @@ def leave_development_mode(app: Flask) -> None:
 
     Ignored rather than refused: a production server started from a shell that
     still has FLASK_DEBUG=1 keeps serving, but never captures mail, never shows it
-    at /dev/mailbox and never runs in debug mode (TRAPS.md: the flag reaches gunicorn).
+    at /dev/mailbox and never runs in debug mode (Flask reads FLASK_DEBUG under any server).
     """
     if app.config.get("CONTACT_DEVELOPMENT_SECRET_KEY"):
         raise ConfigError("SECRET_KEY", "is missing: the generated development key exists only "
@@ -75,6 +79,47 @@ def _start_at_first_request() -> None:
         start_process(app, dev_server=_on_development_server())
 
 
+def _given_as(context: click.Context, name: str) -> ParameterSource | None:
+    """Where option `name` of this `flask run` came from; None when it was not given.
+
+    The innermost context given the option wins, as its callback ran last
+    (`flask --debug run --no-debug`).
+    """
+    found: click.Context | None = context
+    while found is not None:
+        source = found.get_parameter_source(name)
+        if source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
+            return source
+        found = found.parent
+    return None
+
+
+def keep_flask_run_out_of_debug(app: Flask) -> None:
+    """Under `flask run` without a typed `--debug`: no debugger, reloader or dev mailbox.
+
+    README calls `flask run` fit for production, and a shell or unit file that still
+    has FLASK_DEBUG=1 must not turn the site into a remote Python console. The flag's
+    source is asked of click, not read from FLASK_DEBUG: `--debug` sets FLASK_DEBUG
+    itself, while the variable alone (and FLASK_RUN_DEBUG) reach click as coming from
+    the environment. This runs while `flask run` loads the app, before it reads
+    FLASK_DEBUG to choose the debugger and the reloader.
+    """
+    context = click.get_current_context(silent=True)
+    if context is None or context.command is not run_command:
+        return
+    if _given_as(context, "debug") is ParameterSource.COMMANDLINE:
+        return
+    if context.params.get("debugger") and _given_as(
+            context, "debugger") is not ParameterSource.COMMANDLINE:
+        # FLASK_RUN_DEBUGGER: `flask run` has read it already, so it cannot be ignored.
+        raise ConfigError("FLASK_RUN_DEBUGGER", "is set: the debugger runs only under "
+                          "`flask run --debug`; unset it")
+    os.environ["FLASK_DEBUG"] = "0"
+    leave_development_mode(app)
+
+
 def init_app(app: Flask) -> None:
-    """Start at the first request served by a real server, if nothing started this process."""
+    """Keep `flask run` out of debug mode unless asked on its command line; start at the
+    first request served by a real server, if nothing started this process."""
+    keep_flask_run_out_of_debug(app)
     app.before_request(_start_at_first_request)

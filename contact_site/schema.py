@@ -11,6 +11,7 @@ adopted at revision 0001 by `migrations/env.py`.
 from __future__ import annotations
 
 import fcntl
+import os
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .extensions import db, migrate
+from .private_files import open_private
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 LOCK_KEY = zlib.crc32(b"contact_site.schema")
@@ -64,7 +66,8 @@ def migration_lock(connection: Connection) -> Iterator[None]:
     if connection.dialect.name != "sqlite" or not database or database == ":memory:":
         yield  # one process only
         return
-    with open(f"{database}.migrate-lock", "a") as lock_file:
+    # 0600 like the database: another user able to open it could hold the lock.
+    with os.fdopen(open_private(f"{database}.migrate-lock", os.O_RDWR | os.O_CREAT)) as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
             yield

@@ -8,6 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import ratelimit
 from .extensions import csrf
+from .keys import oldest_first
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; frame-ancestors 'none'; form-action 'self'; object-src 'none'; "
@@ -51,10 +52,23 @@ def trust_proxy(app: Flask) -> None:
             app.wsgi_app, x_for=x_for, x_proto=x_proto)
 
 
+def csrf_keys(app: Flask) -> None:
+    """CSRF tokens signed with SECRET_KEY and accepted under SECRET_KEY_FALLBACKS as well.
+
+    Flask's session (which holds the token's raw value) honours the fallbacks, but
+    Flask-WTF signs the token with one key of its own: given the list, its
+    itsdangerous serializer signs with the last and accepts any, so a form left
+    open across a key change still posts.
+    """
+    if app.config.get("WTF_CSRF_SECRET_KEY") is None:  # a key of its own is kept as given
+        app.config["WTF_CSRF_SECRET_KEY"] = oldest_first(app)
+
+
 def init_app(app: Flask) -> None:
     """Trust proxies as configured, limit and protect every POST, add the headers."""
     trust_proxy(app)
     ratelimit.init_app(app)
+    csrf_keys(app)
     csrf.init_app(app)
     app.after_request(add_security_headers)
     app.session_interface = SessionInterface()

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from flask import Flask, current_app
 from sqlalchemy.engine import URL
 
+from .private_files import open_private
+
 EXTENSION = "contact_write_queue"
 POLL_SECONDS = 0.0005
 
@@ -69,7 +71,8 @@ class WriteQueue:
     def _file(self) -> int:
         """This process's own descriptor: one inherited through a fork would share its lock."""
         if self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            # Private like the database beside it: another user could hold the flock.
+            self._fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
             self._pid = os.getpid()
         return self._fd
 

@@ -1,9 +1,13 @@
-"""The console's door (SPEC §9): accounts, sign-in, lockout, cookies, revocation, idle limit."""
+"""The console's door: accounts, sign-in, lockout, cookies, revocation, idle limit."""
 
 from __future__ import annotations
 
+import itertools
+import statistics
 import subprocess
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -21,6 +25,7 @@ from admin_helpers import (
 )
 from delivery_helpers import FLASK, PROJECT_ROOT, worker_env
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from contact_site.admin import auth
@@ -184,17 +189,148 @@ def test_five_failures_from_one_address_lock_it_out(quiet_app: Flask) -> None:
     assert sign_in(other, REMOTE_ADDR="192.0.2.7").status_code == 303, "others still get in"
 
 
-def test_five_failures_for_one_username_lock_it_out_from_everywhere(quiet_app: Flask) -> None:
-    """5 failed tries at one name from 5 addresses: the 6th, from a new address, gets 429."""
+def test_an_ipv6_client_is_counted_by_its_64(quiet_app: Flask) -> None:
+    """Five failures spread over one /64 lock the whole /64; the next /64 still gets in."""
+    create_owner(quiet_app)
+    for number in range(5):
+        response = sign_in(quiet_app.test_client(), OWNER, "wrong password",
+                           REMOTE_ADDR=f"2001:db8:0:1::{number + 1}")
+        assert response.status_code == 422
+    assert sign_in(quiet_app.test_client(), REMOTE_ADDR="2001:db8:0:1::99").status_code == 429
+    assert sign_in(quiet_app.test_client(), REMOTE_ADDR="2001:db8:0:2::1").status_code == 303
+
+
+def fail_from_networks(app: Flask, name: str, count: int) -> list[str]:
+    """One wrong password for `name` from each of `count` new networks; those networks."""
+    networks = [f"192.0.2.{number + 10}" for number in range(count)]
+    for network in networks:
+        response = sign_in(app.test_client(), name, "wrong password", REMOTE_ADDR=network)
+        assert response.status_code == 422
+    return networks
+
+
+def test_failures_for_one_username_stop_the_networks_that_failed(quiet_app: Flask) -> None:
+    """5 failures at one name from 5 networks: those networks (and the next one to fail)
+    get 429 for that name even with the right password; other names are not affected."""
     create_owner(quiet_app)
     create_owner(quiet_app, "second", PASSWORD)
-    for number in range(5):
-        client = quiet_app.test_client()
-        response = sign_in(client, OWNER, "wrong password", REMOTE_ADDR=f"192.0.2.{number + 10}")
-        assert response.status_code == 422
-    fresh = quiet_app.test_client()
-    assert sign_in(fresh, OWNER, PASSWORD, REMOTE_ADDR="198.51.100.1").status_code == 429
-    assert sign_in(fresh, "second", PASSWORD, REMOTE_ADDR="198.51.100.1").status_code == 303
+    networks = fail_from_networks(quiet_app, OWNER, 5)
+    for network in networks:
+        response = sign_in(quiet_app.test_client(), OWNER, PASSWORD, REMOTE_ADDR=network)
+        assert response.status_code == 429
+        assert 1 <= int(response.headers["Retry-After"]) <= 61
+    newcomer = quiet_app.test_client()
+    assert sign_in(newcomer, OWNER, "wrong password", REMOTE_ADDR="198.51.100.2").status_code == 422
+    assert sign_in(newcomer, OWNER, PASSWORD, REMOTE_ADDR="198.51.100.2").status_code == 429, \
+        "a new network gets one guess at a name under attack, not five"
+    other_name = sign_in(quiet_app.test_client(), "second", PASSWORD, REMOTE_ADDR=networks[0])
+    assert other_name.status_code == 303
+
+
+def test_guessing_at_the_owners_name_does_not_keep_the_owner_out(quiet_app: Flask) -> None:
+    """However many networks failed at the name, the right password from a clean one opens."""
+    create_owner(quiet_app)
+    fail_from_networks(quiet_app, OWNER, 12)
+    owner = quiet_app.test_client()
+    assert sign_in(owner, OWNER, PASSWORD, REMOTE_ADDR="198.51.100.1").status_code == 303
+    assert owner.get("/admin/").status_code == 200
+
+
+def test_a_network_the_owner_signed_in_from_is_not_stopped_for_a_typo(quiet_app: Flask) -> None:
+    """A network that signed in before keeps in after a typo, while the name is under attack;
+    a network with the same typo that never signed in is stopped."""
+    create_owner(quiet_app)
+    assert sign_in(quiet_app.test_client(), REMOTE_ADDR="198.51.100.9").status_code == 303
+    for network in ("198.51.100.9", "198.51.100.10"):
+        typo = sign_in(quiet_app.test_client(), OWNER, "a typo", REMOTE_ADDR=network)
+        assert typo.status_code == 422
+    fail_from_networks(quiet_app, OWNER, 5)
+    assert sign_in(quiet_app.test_client(), REMOTE_ADDR="198.51.100.9").status_code == 303
+    assert sign_in(quiet_app.test_client(), REMOTE_ADDR="198.51.100.10").status_code == 429
+
+
+def test_a_right_password_takes_its_try_back(quiet_app: Flask) -> None:
+    """Sign-ins that succeed do not use up the network's 5 tries: failures alone do."""
+    create_owner(quiet_app)
+    client = quiet_app.test_client()
+    for _ in range(4):
+        assert sign_in(client, OWNER, "wrong password").status_code == 422
+    for _ in range(3):
+        assert sign_in(quiet_app.test_client()).status_code == 303
+    assert sign_in(client, OWNER, "wrong password").status_code == 422
+    assert sign_in(client).status_code == 429
+
+
+def test_the_lockout_does_not_tell_which_names_exist(quiet_app: Flask) -> None:
+    """A name without an account is counted and stopped exactly like the owner's."""
+    create_owner(quiet_app)
+    answers = {}
+    for name in (OWNER, "nobody"):
+        networks = fail_from_networks(quiet_app, name, 5)
+        again = sign_in(quiet_app.test_client(), name, "wrong password", REMOTE_ADDR=networks[0])
+        answers[name] = again.status_code
+    assert answers == {OWNER: 429, "nobody": 429}
+
+
+def refused_sign_ins(app: Flask) -> int:
+    """How many wrong passwords for the owner's name were checked (one audit line each)."""
+    with app.app_context():
+        return len(db.session.scalars(select(AuditEntry).where(
+            AuditEntry.action == "sign-in refused")).all())
+
+
+def test_a_parallel_burst_gets_exactly_five_passwords_checked(quiet_app: Flask) -> None:
+    """7 tries at once from one network: 5 are checked (422), 2 refused (429) unchecked.
+
+    Seven, as each request here holds two of the pool's 15 connections; the burst of 20
+    runs against gunicorn (test_lockout_gunicorn.py)."""
+    create_owner(quiet_app)
+    clients = [quiet_app.test_client() for _ in range(7)]
+    tokens = [csrf_token(client) for client in clients]
+    start, statuses = threading.Barrier(len(clients)), []
+
+    def guess(client: FlaskClient, token: str) -> None:
+        start.wait(30)
+        statuses.append(client.post("/admin/login", data={
+            "csrf_token": token, "username": OWNER, "password": "wrong password"},
+            environ_base={"REMOTE_ADDR": "203.0.113.5"}).status_code)
+
+    threads = [threading.Thread(target=guess, args=pair)
+               for pair in zip(clients, tokens, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert Counter(statuses) == {422: 5, 429: 2}
+    assert refused_sign_ins(quiet_app) == 5
+
+
+def test_every_checked_password_costs_one_argon2_verification(quiet_app: Flask) -> None:
+    """A right password, a wrong one and an unknown name cost about the same CPU time;
+    a refused (429, unchecked) try shows what a skipped verification would look like."""
+    create_owner(quiet_app)
+    cases = {"right": (OWNER, PASSWORD), "wrong": (OWNER, "wrong password"),
+             "unknown": ("nobody", PASSWORD)}
+    networks = (f"198.51.100.{number}" for number in itertools.count(1))
+    costs: dict[str, list[float]] = {case: [] for case in cases}
+    for _ in range(5):
+        for case, (name, password) in cases.items():
+            client, network = quiet_app.test_client(), next(networks)  # never locked out
+            costs[case].append(cpu_cost(client, name, password, REMOTE_ADDR=network))
+    locked = quiet_app.test_client()
+    for _ in range(5):
+        sign_in(locked, "nobody", "wrong password")
+    costs["refused"] = [cpu_cost(locked) for _ in range(5)]
+    right, wrong, unknown, refused = (statistics.median(costs[case]) for case in costs)
+    assert 0.5 * right < wrong < 2 * right and 0.5 * right < unknown < 2 * right, costs
+    assert refused < 0.5 * right, costs
+
+
+def cpu_cost(client: FlaskClient, *args: str, **environ: str) -> float:
+    """The CPU seconds this process spent signing in (argon2 included, whatever its thread)."""
+    before = time.process_time()
+    sign_in(client, *args, **environ)
+    return time.process_time() - before
 
 
 def test_the_failure_count_is_shared_by_every_process(make_app: Callable[..., Flask]) -> None:
@@ -215,6 +351,16 @@ def test_the_lockout_holds_when_the_form_rate_limit_is_off(make_app: Callable[..
     for _ in range(5):
         sign_in(client, OWNER, "wrong password")
     assert sign_in(client).status_code == 429
+
+
+def test_a_broken_limit_store_does_not_shut_the_owner_out(make_app: Callable[..., Flask],
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Redis unreachable: passwords are still checked (the owner gets in) and it is logged."""
+    app = make_app(deliver=False, RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0")
+    create_owner(app)
+    assert sign_in(app.test_client(), OWNER, "wrong password").status_code == 422
+    assert sign_in(app.test_client()).status_code == 303
+    assert "sign-in not counted: the limit store failed" in caplog.text
 
 
 def test_the_console_cookie_is_strict_http_only_and_kept_to_admin(quiet_app: Flask) -> None:

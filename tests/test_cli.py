@@ -1,13 +1,20 @@
-"""`flask --app contact_site outbox status|retry|work` and `init-db`, run from the command line."""
+"""`flask --app contact_site outbox status|retry|work`, `submissions`, `users` and `init-db`,
+run from the command line."""
 
 from __future__ import annotations
 
+import os
+import pty
+import select
 import subprocess
+import time
+import tty
+import unicodedata
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import database_params
+from conftest import database_params, post_form
 from delivery_helpers import (
     FLASK,
     PROJECT_ROOT,
@@ -19,9 +26,16 @@ from delivery_helpers import (
 )
 from sqlalchemy import update
 
+from contact_site.admin.auth import User
 from contact_site.database import utcnow
 from contact_site.delivery.models import OutboxMail
 from contact_site.extensions import db
+from contact_site.submissions.models import Submission
+
+# Clear the screen, retitle the window (OSC ... BEL), CSI as one C1 character, a
+# right-to-left override and an isolate, a carriage return to overwrite the line, a tab.
+HOSTILE = "Hi\x1b[2J\x1b]0;pwned\x07 \x9b31m \u202egnp.exe\u2066 \rfake\tx"
+HOSTILE_SHOWN = "Hi\\x1b[2J\\x1b]0;pwned\\x07 \\x9b31m \\u202egnp.exe\\u2066 \\rfake\\tx"
 
 
 @pytest.fixture
@@ -35,6 +49,106 @@ def flask(app, *args: str, **settings: object) -> subprocess.CompletedProcess[st
     return subprocess.run([FLASK, "--app", "contact_site", *args], cwd=PROJECT_ROOT,
                           env=worker_env(app, **settings), capture_output=True, text=True,
                           timeout=60)
+
+
+def on_terminal(app, *args: str, **settings: object) -> str:
+    """What `flask --app contact_site ...` shows on a terminal (a pseudo-terminal in raw
+    mode, so the bytes are the program's own, not the line discipline's)."""
+    leader, follower = pty.openpty()
+    tty.setraw(follower)
+    try:
+        process = subprocess.Popen([FLASK, "--app", "contact_site", *args], cwd=PROJECT_ROOT,
+                                   env=worker_env(app, **settings), stdin=subprocess.DEVNULL,
+                                   stdout=follower, stderr=follower)
+    finally:
+        os.close(follower)
+    shown = bytearray()
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if select.select([leader], [], [], 1)[0]:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # EIO: the program closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+    finally:
+        os.close(leader)
+        process.wait(10)
+    assert process.returncode == 0, bytes(shown)
+    return shown.decode()
+
+
+def assert_no_controls(shown: str) -> None:
+    """Nothing but line breaks and printable text reached the terminal."""
+    raw = sorted({f"U+{ord(c):04X}" for c in shown
+                  if c != "\n" and unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"}})
+    assert raw == [], shown
+
+
+def caught_by_the_honeypot(app) -> None:
+    """A bot's post, stored as spam without validation: name, address and subject hostile."""
+    client = app.test_client()
+    response = post_form(client, website="http://spam.example.com", name=HOSTILE,
+                         email=f"bot{HOSTILE}@example.com", subject=HOSTILE)
+    assert response.status_code == 303
+    with app.app_context():
+        stored = db.session.scalars(db.select(Submission)).one()
+        assert (stored.verdict, stored.subject) == ("spam", HOSTILE), "stored as typed"
+
+
+def test_submissions_list_shows_stored_control_characters_escaped(app):
+    caught_by_the_honeypot(app)
+    shown = on_terminal(app, "submissions", "list", "--status", "spam")
+    assert_no_controls(shown)
+    [line] = shown.splitlines()
+    assert line.endswith(f"spam      bot{HOSTILE_SHOWN}@example.com  {HOSTILE_SHOWN}")
+
+
+def test_submissions_export_escapes_on_a_terminal_and_writes_a_file_exactly(app, tmp_path):
+    """On a terminal the export is shown like any output; into a file it is data, exact."""
+    caught_by_the_honeypot(app)
+    shown = on_terminal(app, "submissions", "export", "--status", "spam", "--format", "csv")
+    assert_no_controls(shown)
+    assert f'"{HOSTILE_SHOWN}"' in shown
+    # JSON writes C0 controls as \u001b itself, but not C1 controls or bidi overrides.
+    shown = on_terminal(app, "submissions", "export", "--status", "spam", "--format", "json")
+    assert_no_controls(shown)
+    assert '"Hi\\u001b[2J\\u001b]0;pwned\\u0007 \\x9b31m \\u202egnp.exe\\u2066 ' in shown
+    visitor = on_terminal(app, "submissions", "export", "--format", "json",
+                          "--email", f"bot{HOSTILE}@example.com")
+    assert_no_controls(visitor)
+    output = tmp_path / "spam.csv"
+    result = flask(app, "submissions", "export", "--status", "spam", "--output", str(output))
+    assert result.returncode == 0, result.stderr
+    assert HOSTILE in output.read_bytes().decode()
+
+
+def test_outbox_status_shows_a_hostile_address_and_reply_escaped(app):
+    (mail_id,) = queue_submissions(app)
+    with app.app_context():
+        db.session.execute(update(OutboxMail).where(OutboxMail.id == mail_id).values(
+            status="failed", to_address=f"x{HOSTILE}@example.com", last_error=f"550 {HOSTILE}"))
+        db.session.commit()
+    shown = on_terminal(app, "outbox", "status")
+    assert_no_controls(shown)
+    assert (f"failed {mail_id} recipient to x{HOSTILE_SHOWN}@example.com after 0 attempt(s): "
+            f"550 {HOSTILE_SHOWN}") in shown.splitlines()
+
+
+def test_users_list_and_errors_show_names_escaped(app):
+    with app.app_context():
+        db.session.add(User(username=f"ada{HOSTILE}", password_hash="x"))
+        db.session.commit()
+    shown = on_terminal(app, "users", "list")
+    assert_no_controls(shown)
+    assert any(line.startswith(f"ada{HOSTILE_SHOWN}  created ") for line in shown.splitlines())
+    result = flask(app, "users", "delete", f"eve{HOSTILE}")
+    assert result.returncode == 1
+    assert_no_controls(result.stderr)
+    assert f"There is no account named eve{HOSTILE_SHOWN.lower()}" in result.stderr
 
 
 def test_status_prints_counts_oldest_age_and_failures_with_their_reply(app, smtp_server):

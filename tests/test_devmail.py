@@ -71,3 +71,28 @@ def test_unknown_or_malformed_mail_ids_are_404(dev_app):
     client = dev_app.test_client()
     assert client.get("/dev/mailbox/..%2F..%2Fetc%2Fpasswd").status_code == 404
     assert client.get("/dev/mailbox/20260101T000000-" + "0" * 32).status_code == 404
+
+
+@pytest.mark.parametrize(("peer", "headers", "shown"), [
+    ("127.0.0.1", {}, True),
+    ("::1", {}, True),
+    ("127.0.0.1", {"X-Forwarded-For": "127.0.0.1"}, False),
+    ("127.0.0.1", {"X-Forwarded-For": ""}, False),
+    ("127.0.0.1", {"Forwarded": "for=127.0.0.1"}, False),
+    ("127.0.0.1", {"X-Real-IP": "127.0.0.1"}, False),
+    ("192.0.2.1", {"X-Forwarded-For": "127.0.0.1"}, False),
+], ids=["loopback", "loopback-v6", "forwarded-for", "empty-forwarded-for", "forwarded",
+        "real-ip", "remote-claims-loopback"])
+def test_the_mailbox_trusts_only_a_direct_loopback_peer(make_app, tmp_path, peer, headers, shown):
+    """The connection's own address decides, before ProxyFix rewrites it; a proxied request
+    never counts as local."""
+    port = free_port()
+    app = make_app(deliver=False, DEV_MAILBOX=True, DEV_MAILBOX_PORT=port, MAIL_PORT=port,
+                   DEV_MAILBOX_FOLDER=str(tmp_path / "devmail"), PROXY_FIX_X_FOR=1)
+    try:
+        devmail.start(app)
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = peer
+        assert client.get("/dev/mailbox", headers=headers).status_code == (200 if shown else 404)
+    finally:
+        devmail.stop_sinks()

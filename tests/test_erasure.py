@@ -256,8 +256,11 @@ def test_delete_submission_removes_rows_history_and_file(manual_app: Flask) -> N
     while deliver_now(manual_app):
         pass
     with manual_app.app_context():
-        assert privacy.delete_submission(doomed) is True
-        assert privacy.delete_submission(doomed) is False
+        removed = privacy.delete_submission(doomed)
+        assert removed is not None
+        assert (removed.submissions, removed.mails, removed.files) == (1, 2, 1)
+        assert (removed.cancelled, removed.in_flight) == (0, 0)  # both were sent
+        assert privacy.delete_submission(doomed) is None
     assert submission(manual_app, doomed) is None
     assert not upload_folder(manual_app, doomed).exists()
     assert {r.submission_id for r in rows(manual_app)} == {kept}
@@ -288,3 +291,82 @@ def test_rate_limit_counters_kept_in_redis_are_erased(make_app: Callable[..., Fl
     assert client.keys(f"*/{grace_ip}/*")
     client.delete(*client.keys(f"*/{grace_ip}/*"))
     client.close()
+
+
+# One mailbox with an internationalised domain, written every way a visitor or an owner may.
+IDN_TYPED = "User@Bücher.example"  # what the visitor typed in the form
+IDN_STORED = "User@xn--bcher-kva.example"  # what the form stores
+IDN_FORMS = ["user@bücher.example", "user@xn--bcher-kva.example", "USER@BÜCHER.EXAMPLE",
+             "USER@XN--BCHER-KVA.EXAMPLE", "user+news@bücher.example",
+             "User+x@xn--bcher-kva.example", "  user@bu\u0308cher.example "]  # NFD ü, spaces
+IDN_NEIGHBOURS = ["user@buecher.example", "other@bücher.example", "user@bucher.example"]
+
+
+@pytest.fixture
+def idn_visitor(make_app: Callable[..., Flask]) -> Flask:
+    """The visitor three times (through the form, as a bot's spam kept as posted, and a row
+    filed with a Unicode key before keys were written in ASCII), and neighbours."""
+    from conftest import post_form
+
+    app = make_app(deliver=False)
+    client = app.test_client()
+    assert post_form(client, email=IDN_TYPED).status_code == 303
+    assert post_form(client, email="user+bot@BÜCHER.example", website="x").status_code == 303
+    old = store(app, "user@bücher.example")
+    for neighbour in IDN_NEIGHBOURS:
+        store(app, neighbour)
+    with app.app_context():
+        found = db.session.get(Submission, old)
+        assert found is not None
+        found.mailbox_key = "user@bücher.example"  # as the earlier rule wrote it
+        db.session.commit()
+        stored = set(db.session.scalars(select(Submission.email)))
+    assert {IDN_STORED, "user+bot@BÜCHER.example", "user@bücher.example"} <= stored
+    return app
+
+
+def idn_emails(app: Flask) -> set[str]:
+    """The addresses of every stored submission."""
+    with app.app_context():
+        return set(db.session.scalars(select(Submission.email)))
+
+
+@pytest.mark.parametrize("written", IDN_FORMS)
+def test_erasure_finds_an_internationalised_address_however_it_is_written(
+        idn_visitor: Flask, written: str) -> None:
+    """Unicode or punycode domain, any case, a +tag: the same three submissions, no other."""
+    erasure = erase(idn_visitor, written)
+    assert erasure.submissions == 3
+    assert idn_emails(idn_visitor) == set(IDN_NEIGHBOURS)
+
+
+@pytest.mark.parametrize("written", IDN_FORMS)
+def test_access_export_finds_an_internationalised_address_however_it_is_written(
+        idn_visitor: Flask, written: str) -> None:
+    """The access document, and `export --email` as CSV, hold the three, and no neighbour."""
+    with idn_visitor.app_context():
+        document = privacy.visitor_export(written)
+    assert {s["email"] for s in document["submissions"]} == {
+        IDN_STORED, "user+bot@BÜCHER.example", "user@bücher.example"}
+    result = idn_visitor.test_cli_runner().invoke(
+        args=["submissions", "export", "--email", written, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    text = result.output.lower()
+    assert text.count("@bücher") + text.count("@xn--bcher") == 3
+    assert not any(neighbour in result.output for neighbour in IDN_NEIGHBOURS)
+
+
+@pytest.mark.parametrize(("written", "stored"), [
+    ("Ada+news@Example.COM", "ada@example.com"),
+    ("ADA@example.com", "ada+list@example.com"),
+    ("ada@EXAMPLE.com", "Ada@Example.com"),
+])
+def test_erasure_and_export_join_case_and_tag(manual_app: Flask, written: str,
+                                              stored: str) -> None:
+    """Letter case and a +tag do not hide a submission from erasure or the access export."""
+    store(manual_app, stored)
+    store(manual_app, GRACE)
+    with manual_app.app_context():
+        assert len(privacy.visitor_export(written)["submissions"]) == 1
+    assert erase(manual_app, written).submissions == 1
+    assert idn_emails(manual_app) == {GRACE}

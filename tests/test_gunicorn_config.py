@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import re
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from delivery_helpers import PROJECT_ROOT, form_page, start_gunicorn, stop_process
+from delivery_helpers import (
+    GUNICORN,
+    PROJECT_ROOT,
+    form_page,
+    free_port,
+    start_gunicorn,
+    stop_process,
+    wait_until,
+    worker_env,
+)
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
@@ -93,3 +104,46 @@ def test_a_slow_upload_through_the_production_config_is_stored_intact(app, gunic
         path = Path(app.config["UPLOAD_FOLDER"]) / stored.attachment_path
     assert path.read_bytes() == data
     assert "WORKER TIMEOUT" not in log.read_text()
+
+
+def healthz_status(port: int) -> int | None:
+    """The status of GET /healthz on 127.0.0.1:`port`, or None while nothing answers."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status
+    except OSError:
+        return None
+    finally:
+        connection.close()
+
+
+@pytest.mark.timeout(120)
+def test_two_deployments_under_one_user_share_no_control_socket(app, tmp_path):
+    """One HOME, no XDG_RUNTIME_DIR: both serve, and neither opens gunicorn's per-user
+    control socket (~/.gunicorn/gunicorn.ctl), which the second would take from the first."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**worker_env(app), "HOME": str(home)}
+    env.pop("XDG_RUNTIME_DIR", None)
+    started: list[tuple[subprocess.Popen[bytes], int]] = []
+    try:
+        for name in ("first", "second"):
+            port = free_port()
+            with (tmp_path / f"{name}.log").open("ab") as out:
+                started.append((subprocess.Popen(
+                    [GUNICORN, "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                     "contact_site:create_app()"],
+                    cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT), port))
+        for process, port in started:
+            wait_until(lambda p=process, n=port: healthz_status(n) == 200 or p.poll() is not None,
+                       60, "gunicorn to serve")
+        assert [(process.poll(), healthz_status(port)) for process, port in started] == [
+            (None, 200), (None, 200)]
+        assert not (home / ".gunicorn").exists()
+        assert list(home.rglob("*.ctl")) == []
+    finally:
+        for process, _port in started:
+            stop_process(process, timeout=30)
+    for name in ("first", "second"):
+        assert "control" not in (tmp_path / f"{name}.log").read_text().lower()

@@ -1,16 +1,19 @@
-"""What the owner does to a submission from the console: resend, spam, not spam, retry."""
+"""What the owner does to a submission from the console: resend, spam, not spam, delete,
+retry."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ..delivery import outbox
 from ..delivery.backend import backend_of
 from ..delivery.models import Kind, OutboxMail, Status
 from ..extensions import db
+from ..records import privacy
 from ..spam.verdict import REASON_SEPARATOR, reasons_from_text
 from ..submissions.models import HAM, SPAM, Submission
 
@@ -71,6 +74,21 @@ def mark_not_spam(submission: Submission) -> bool:
     if not has_mail:
         backend_of().wake()
     return not has_mail
+
+
+def delete(submission_id: str) -> str | None:
+    """Delete a submission, its mails, their history and its file; what to tell the owner,
+    or None if there is no such submission."""
+    removed = privacy.delete_submission(submission_id)
+    if removed is None:
+        return None
+    said = str(_("The message, its mails, their history and its file are deleted."))
+    if removed.cancelled or removed.in_flight:
+        # A mail a worker had in hand may reach the server all the same: said apart.
+        said += " " + _("Mails not yet sent: %(cancelled)s cancelled, %(in_flight)s already "
+                        "being handed to the server.", cancelled=removed.cancelled,
+                        in_flight=removed.in_flight)
+    return said
 
 
 def retry_failed() -> int:

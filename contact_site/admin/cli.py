@@ -9,6 +9,7 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from ..escaping import echo_escaped, escape_controls
 from ..extensions import db
 from . import audit, auth
 
@@ -27,14 +28,15 @@ def _password(from_stdin: bool) -> str:
     try:
         return auth.check_password_rules(password)
     except auth.AccountError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(escape_controls(str(error))) from None
 
 
 def _user(name: str) -> auth.User:
     """The account of this name, or a plain error."""
     user = auth.find_user(name)
     if user is None:
-        raise click.ClickException(f"There is no account named {name.strip().lower()}.")
+        raise click.ClickException(escape_controls(
+            f"There is no account named {name.strip().lower()}."))
     return user
 
 
@@ -46,10 +48,10 @@ def create_command(name: str, password_stdin: bool) -> None:
     try:
         user = auth.create_user(name, _password(password_stdin))
     except auth.AccountError as error:
-        raise click.ClickException(str(error)) from None
+        raise click.ClickException(escape_controls(str(error))) from None
     db.session.commit()
     audit.record("account created", user.username)
-    click.echo(f"Account {user.username} created. Sign in at /admin/login.")
+    echo_escaped(f"Account {user.username} created. Sign in at /admin/login.")
 
 
 @users_cli.command("list")
@@ -57,10 +59,11 @@ def list_command() -> None:
     """The accounts, with when each was created and last signed in."""
     users = list(db.session.scalars(select(auth.User).order_by(auth.User.username)))
     if not users:
-        click.echo("No accounts yet: create one with `flask --app contact_site users create NAME`.")
+        echo_escaped("No accounts yet: create one with "
+                     "`flask --app contact_site users create NAME`.")
     for user in users:
         last = f"{user.last_sign_in_at:%Y-%m-%d %H:%M} UTC" if user.last_sign_in_at else "never"
-        click.echo(f"{user.username}  created {user.created_at:%Y-%m-%d}  last sign-in {last}")
+        echo_escaped(f"{user.username}  created {user.created_at:%Y-%m-%d}  last sign-in {last}")
 
 
 @users_cli.command("set-password")
@@ -72,7 +75,7 @@ def set_password_command(name: str, password_stdin: bool) -> None:
     auth.set_password(user, _password(password_stdin))
     db.session.commit()
     audit.record("password changed", user.username)
-    click.echo(f"Password of {user.username} changed; its open sessions are ended.")
+    echo_escaped(f"Password of {user.username} changed; its open sessions are ended.")
 
 
 @users_cli.command("delete")
@@ -84,7 +87,7 @@ def delete_command(name: str) -> None:
     db.session.delete(user)
     db.session.commit()
     audit.record("account deleted", username)
-    click.echo(f"Account {username} deleted.")
+    echo_escaped(f"Account {username} deleted.")
 
 
 def init_app(app: Flask) -> None:

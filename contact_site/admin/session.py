@@ -56,6 +56,9 @@ class ConsoleSessionInterface(SessionInterface):
         """A console cookie signed more than 12 hours ago is refused, whatever it holds."""
         if not is_console_path(request.path):
             return super().open_session(app, request)
+        # Flask's serializer signs with SECRET_KEY and accepts SECRET_KEY_FALLBACKS (a list,
+        # in the order keys.secret_keys gives them), so the owner stays signed in across a
+        # key change.
         serializer = self.get_signing_serializer(app)
         if serializer is None:
             return None

@@ -86,7 +86,7 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
-    """The sign-in form; 5 failures a minute per client or username, then 429."""
+    """The sign-in form; a guesser's network gets 429 (lockout.py says when), never the owner's."""
     if current_user.is_authenticated:
         return redirect(url_for("admin.index"))
     if auth.account_count() == 0:
@@ -95,17 +95,18 @@ def login() -> ResponseReturnValue:
     if request.method == "GET":
         return render_template("admin/login.html", form=form)
     name = form.username.data or ""
-    wait = lockout.retry_after(name)
-    if wait is not None:
+    attempt = lockout.begin(name)  # counted before the password is checked
+    if attempt.retry_after is not None:
         return (render_template("admin/login.html", form=form, locked=True), 429,
-                {"Retry-After": str(wait)})
+                {"Retry-After": str(attempt.retry_after)})
     user = auth.authenticate(name, form.password.data or "") if form.validate() else None
     if user is None:
-        lockout.count_failure(name)
+        lockout.failed(attempt)
         known = auth.find_user(name) if auth.USERNAME_PATTERN.fullmatch(name.lower()) else None
         if known is not None:  # unknown names are not logged: they may be mistyped passwords
             audit.record("sign-in refused", known.username)
         return render_template("admin/login.html", form=form, wrong=True), 422
+    lockout.succeeded(attempt)
     session.clear()  # nothing from before the sign-in is carried into the owner's session
     login_user(user)
     auth.mark_seen()
@@ -222,10 +223,11 @@ def not_spam(submission_id: str) -> ResponseReturnValue:
 @bp.post("/submissions/<submission_id>/delete")
 def delete(submission_id: str) -> ResponseReturnValue:
     """Delete the submission, its mails, their history and its file."""
-    if not privacy.delete_submission(submission_id):
+    said = actions.delete(submission_id)
+    if said is None:
         abort(404, description=_("There is no message with this id (it may have been deleted)."))
     audit.record("delete", owner(), submission_id)
-    flash(_("The message, its mails, their history and its file are deleted."))
+    flash(said)
     return redirect(url_for("admin.index"), code=303)
 
 

@@ -20,25 +20,30 @@ import idna
 
 ZWNJ, ZWJ = "\u200c", "\u200d"
 # Embeddings, overrides and isolates: they reorder what follows ("Invoice \u202eFDP.exe").
-REORDERING = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+REORDERING = "\u202a-\u202e\u2066-\u2069"
 # Letters (category Lo) that render as nothing.
 FILLERS = frozenset("\u115f\u1160\u3164\uffa0")
-TAGS = range(0xE0000, 0xE0080)
 # U+1F3F4 (black flag), tag letters, CANCEL TAG: England, Scotland, Wales and the like.
-TAG_FLAG = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
+TAG_FLAG = "\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f"
+# A whole flag (group 1, allowed), else a reordering control or a tag character outside
+# a flag. Matches are found left to right, each starting where the last ended, so one
+# pass finds the first stray character however many flags the text holds.
+FLAG_OR_HIDDEN = re.compile(f"({TAG_FLAG})|[{REORDERING}\U000e0000-\U000e007f]")
 # Between a pictograph and a following ZWJ: the emoji presentation selector, skin tones.
 EMOJI_MODIFIERS = frozenset("\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff")
 
 
 def _pictograph_before(text: str, pos: int) -> bool:
     """Whether a pictographic symbol (category So) comes before `pos`, modifiers skipped."""
-    while pos > 0 and text[pos - 1] in EMOJI_MODIFIERS:
+    while pos > 0 and text[pos - 1] in EMOJI_MODIFIERS:  # only this joiner scans the run
         pos -= 1
     return pos > 0 and unicodedata.category(text[pos - 1]) == "So"
 
 
 def joiner_needed(text: str, pos: int) -> bool:
     """Whether the ZWNJ/ZWJ at `pos` does a script's work (RFC 5892 CONTEXTJ, or an emoji)."""
+    # Linear over a line: idna looks at the neighbour, or scans the transparent marks
+    # beside a ZWNJ, and every such scan stops at the next joiner (which is not one).
     try:
         if idna.valid_contextj(text, pos):  # after a virama; ZWNJ between joining letters
             return True
@@ -62,12 +67,9 @@ def hidden_in_line(text: str) -> int | None:
 
 def hidden_in_message(text: str) -> int | None:
     """The position of the first reordering control or stray tag character, if any."""
-    flags = [range(*match.span()) for match in TAG_FLAG.finditer(text)]
-    for pos, char in enumerate(text):
-        if char in REORDERING:
-            return pos
-        if ord(char) in TAGS and not any(pos in flag for flag in flags):
-            return pos
+    for match in FLAG_OR_HIDDEN.finditer(text):
+        if match.group(1) is None:
+            return match.start()
     return None
 
 

@@ -18,7 +18,7 @@ from flask_wtf.file import FileField
 from werkzeug.datastructures import CombinedMultiDict, MultiDict
 from wtforms import EmailField, HiddenField, SelectField, StringField, TextAreaField
 from wtforms.i18n import messages_path
-from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms.validators import DataRequired, Length, StopValidation, ValidationError
 
 from .. import i18n
 from ..config import Recipient
@@ -48,7 +48,25 @@ def at_most(message: LazyString, limit: int) -> LazyString:
 
 
 USE_AT_MOST = _l("Use at most %(max)s characters.")
-ADDRESS_TOO_LONG = at_most(_l("An email address has at most %(max)s characters."), EMAIL_MAX)
+ADDRESS_TOO_LONG_WORDS = _l("An email address has at most %(max)s characters.")
+ADDRESS_TOO_LONG = at_most(ADDRESS_TOO_LONG_WORDS, EMAIL_MAX)
+
+
+class AtMost(Length):
+    """A field's length bound that ends its checks: no later rule ever sees longer text.
+
+    WTForms' Length raises ValidationError, after which the field's other validators
+    still run, each on text of any size; StopValidation ends the chain here.
+    """
+
+    def __init__(self, limit: int, message: LazyString) -> None:
+        super().__init__(max=limit, message=at_most(message, limit))
+
+    def __call__(self, form: Any, field: Any) -> None:
+        try:
+            super().__call__(form, field)
+        except ValidationError as error:
+            raise StopValidation(error.args[0]) from None
 
 
 def _strip(value: Any) -> Any:
@@ -142,19 +160,19 @@ class ContactForm(FlaskForm):
     # Labels and messages are lazy: translated when shown, in the request's language.
     recipient = SelectField(_l("To"), validate_choice=False, validators=[single_line])
     name = StringField(_l("Your name"), filters=[_one_space], validators=[
-        Length(max=NAME_MAX, message=at_most(USE_AT_MOST, NAME_MAX)),
+        AtMost(NAME_MAX, USE_AT_MOST),
         single_line])
     email = EmailField(_l("Your email address"), filters=[_strip], validators=[
         DataRequired(_l("Enter your email address.")),
-        Length(max=EMAIL_MAX, message=ADDRESS_TOO_LONG),
+        AtMost(EMAIL_MAX, ADDRESS_TOO_LONG_WORDS),
         single_line])
     subject = StringField(_l("Subject"), filters=[_strip], validators=[
         DataRequired(_l("Enter a subject.")),
-        Length(max=SUBJECT_MAX, message=at_most(USE_AT_MOST, SUBJECT_MAX)),
+        AtMost(SUBJECT_MAX, USE_AT_MOST),
         single_line])
     message = TextAreaField(_l("Message"), filters=[_newlines], validators=[
         DataRequired(_l("Enter your message.")),
-        Length(max=MESSAGE_MAX, message=at_most(USE_AT_MOST, MESSAGE_MAX)),
+        AtMost(MESSAGE_MAX, USE_AT_MOST),
         no_control_characters])
     attachment = FileField(_l("Attachment"))
     website = StringField(_l("Leave this field empty"))

@@ -1,7 +1,9 @@
 """Checking one uploaded file: size, name, extension and the content its bytes prove.
 
 A `.txt` is read to its end; a `.docx`/`.odt` is opened as a zip archive and
-judged from its directory before any part is inflated. Nothing is extracted.
+judged from its directory before any part is inflated. Nothing is extracted, and
+every check works in bounded memory and time, linear in what it reads, whatever the
+file's inner structure.
 """
 
 from __future__ import annotations
@@ -9,20 +11,25 @@ from __future__ import annotations
 import codecs
 import os
 import re
+import struct
 import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, Any
 from xml.parsers import expat
 
 import filetype
 from flask import current_app
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..extensions import db
 from ..submissions.files import CheckedUpload
+from ..submissions.models import Submission
 
 MIB = 2**20
 MAX_NAME_LENGTH = 120
@@ -57,6 +64,11 @@ REFUSALS = {
                              "which we do not accept. Make it smaller or send it as a PDF."),
     "too_compressed": _l("The document is compressed far more than real documents are, so we "
                          "do not accept it. Save it again or send it as a PDF."),
+    "too_complex": _l("The document's inner structure is larger or more deeply nested than "
+                      "real documents are, so we cannot check it. Save it again or send it "
+                      "as a PDF."),
+    "no_room": _l("The site cannot take more files at the moment, so nothing was sent. Send "
+                  "your message without the file, or try again later."),
 }
 
 # .txt: anything an HTML or XML parser would act on, anywhere in the file (ASCII case-insensitive,
@@ -76,6 +88,11 @@ CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 # .docx/.odt as zip archives, judged from the central directory before anything is inflated.
 # Real documents have tens of parts and compress text about 10:1; deflate's own ceiling is 1032:1.
 MAX_PARTS = 1000
+# zipfile turns the whole central directory into objects as it opens an archive, before
+# anything can be counted: 180,000 tiny entries fit in 9 MB and cost a second and 50 MiB.
+# Its size is read from the end record first; 512 bytes a part leave room for a name of
+# MAX_PART_NAME and the extra fields writers add.
+MAX_DIRECTORY_BYTES = MAX_PARTS * 512
 MAX_UNPACKED_BYTES = 100 * MIB
 MAX_RATIO = 100
 RATIO_FLOOR = MIB  # smaller than this, a part or archive cannot amount to a bomb
@@ -89,6 +106,38 @@ DOCX_MACRO_PARTS = ("vbaproject.bin", "vbadata.xml")
 DOCX_MACRO_TYPES = ("vbaproject", "vbadata", "macroenabled", "activex")
 # Folders where LibreOffice keeps Basic macros, their dialogs and other scripts.
 ODT_MACRO_FOLDERS = ("basic/", "scripts/", "dialogs/")
+# The end of central directory records, as zipfile reads them (its _EndRecData).
+END_RECORD = struct.Struct("<4s4H2LH")
+ZIP64_LOCATOR = struct.Struct("<4sLQL")
+ZIP64_END = struct.Struct("<4sQ2H2L4Q")
+END_SIGNATURE = b"PK\x05\x06"
+ZIP64_LOCATOR_SIGNATURE = b"PK\x06\x07"
+ZIP64_END_SIGNATURE = b"PK\x06\x06"
+
+# XML parts are streamed through expat and nothing is kept but counters. expat 2.5 parses
+# an unfinished token (a tag with its attributes, a comment) again from its start with
+# every chunk fed, so a 16 MiB tag costs seconds: no token may stay unfinished longer.
+MAX_XML_TOKEN = 256 * 1024
+MAX_XML_DEPTH = 256  # libxml2's own default; documents nest tens of levels, not hundreds
+# expat keeps every distinct element, attribute and prefix name until the parse ends
+# (a million distinct names took 60 to 85 MiB): real documents use a few hundred.
+MAX_XML_NAMES = 10_000
+
+
+@dataclass(frozen=True)
+class XmlLimits:
+    """How much of one XML part is read: its bytes, its elements and namespace declarations
+    (each costs a call into Python, about 0.5 µs), its attributes."""
+
+    size: int
+    elements: int
+    attributes: int
+
+
+# A million elements is thousands of pages; it takes about half a second to count.
+BODY_LIMITS = XmlLimits(size=MAX_UNPACKED_BYTES, elements=1_000_000, attributes=2_000_000)
+# One Default per extension and one Override per part: a few thousand at most.
+CONTENT_TYPES_LIMITS = XmlLimits(size=MIB, elements=4 * MAX_PARTS, attributes=12 * MAX_PARTS)
 
 
 class UploadTooLarge(RequestEntityTooLarge):
@@ -101,6 +150,39 @@ class UploadRefused(ValueError):
     def __init__(self, reason: str, **values: Any) -> None:
         super().__init__(str(REFUSALS[reason]).format(**values))
         self.reason = reason
+
+
+class UploadQuotaExceeded(Exception):
+    """The upload folder has no room for the file under CONTACT_UPLOAD_QUOTA_MB (507)."""
+
+    def __init__(self) -> None:
+        super().__init__(str(REFUSALS["no_room"]))
+
+
+def stored_bytes() -> int:
+    """The bytes of every file in the upload folder, as their submissions record them.
+
+    Summed in the database rather than by walking the folder, which would cost a stat
+    per file on every upload: each row knows its file's size, and a file leaves the sum
+    in the commit that forgets it (deletion, erasure, and retention, which clears
+    attachment_path). Left out: a folder orphaned by a crash between the write and the
+    commit, until retention sweeps it (within a day).
+    """
+    total = db.session.scalar(select(func.coalesce(func.sum(Submission.attachment_size), 0))
+                              .where(Submission.attachment_path.is_not(None)))
+    return int(total or 0)
+
+
+def ensure_room(upload: CheckedUpload) -> None:
+    """UploadQuotaExceeded unless the stored files and this one fit in the quota.
+
+    Two uploads checked at the same moment may both fit and together pass the quota,
+    by at most one upload limit per request in flight: a ceiling against filling the
+    disk, not an exact count.
+    """
+    quota = int(current_app.config["CONTACT_UPLOAD_QUOTA_MB"]) * MIB
+    if stored_bytes() + upload.size > quota:
+        raise UploadQuotaExceeded()
 
 
 def too_large_message() -> str:
@@ -196,8 +278,11 @@ def _check_document(stream: IO[bytes], extension: str) -> str:
     """A well-formed .docx or .odt without macros that is no zip bomb; its MIME type."""
     if stream.read(4) != b"PK\x03\x04":
         raise UploadRefused("content", extension=extension)
-    stream.seek(0)
     try:
+        entries, directory_bytes = _directory_extent(stream)
+        if entries > MAX_PARTS or directory_bytes > MAX_DIRECTORY_BYTES:
+            raise UploadRefused("too_many_parts", limit=MAX_PARTS)
+        stream.seek(0)
         with zipfile.ZipFile(stream) as archive:
             _check_directory(archive, extension)
             content_type = DOCUMENT_CHECKS[extension](archive)
@@ -208,8 +293,32 @@ def _check_document(stream: IO[bytes], extension: str) -> str:
         raise
     # What zipfile, zlib and expat raise on archives and XML that are not what they claim.
     except (zipfile.BadZipFile, zlib.error, EOFError, expat.ExpatError, ValueError, OSError,
-            NotImplementedError, RuntimeError):
+            NotImplementedError, RuntimeError, struct.error):
         raise UploadRefused("damaged", extension=extension) from None
+
+
+def _directory_extent(stream: IO[bytes]) -> tuple[int, int]:
+    """The central directory's entry count and size, from the end record zipfile will use."""
+    size = _size(stream)
+    start = max(size - (1 << 16) - END_RECORD.size, 0)  # a comment is at most 64 KiB
+    stream.seek(start)
+    tail = stream.read()
+    # As zipfile: the last 22 bytes if they are a record without a comment, else the last
+    # signature found (a comment may follow it).
+    at = len(tail) - END_RECORD.size
+    if at < 0 or tail[at:at + 4] != END_SIGNATURE or tail[-2:] != b"\0\0":
+        at = tail.rfind(END_SIGNATURE)
+    if at < 0 or at + END_RECORD.size > len(tail):
+        raise zipfile.BadZipFile("no end of central directory record")
+    entries, directory_bytes = END_RECORD.unpack_from(tail, at)[4:6]
+    zip64_at = start + at - ZIP64_LOCATOR.size - ZIP64_END.size
+    if zip64_at >= 0:  # larger counts, in the Zip64 record just before the locator
+        stream.seek(zip64_at)
+        records = stream.read(ZIP64_END.size + ZIP64_LOCATOR.size)
+        if (records.startswith(ZIP64_END_SIGNATURE)
+                and records[ZIP64_END.size:].startswith(ZIP64_LOCATOR_SIGNATURE)):
+            entries, directory_bytes = ZIP64_END.unpack_from(records)[7:9]
+    return int(entries), int(directory_bytes)
 
 
 def _check_directory(archive: zipfile.ZipFile, extension: str) -> None:
@@ -266,19 +375,22 @@ def _check_docx(archive: zipfile.ZipFile) -> str:
     if any(name.rpartition("/")[2] in DOCX_MACRO_PARTS or name.startswith("word/activex/")
            for name in names):
         raise UploadRefused("macros", extension="docx")
-    types: dict[str, str] = {}
+    main_type = ""  # what the (last) entry for /word/document.xml says
 
     def content_type(tag: str, attributes: dict[str, str]) -> None:
+        """Judge each entry as it is read: nothing is kept of the others."""
+        nonlocal main_type
         if tag.endswith(("}Default", "}Override")):
-            key = attributes.get("PartName") or f"*.{attributes.get('Extension')}"
-            types[key.lower()] = attributes.get("ContentType", "").lower()
+            value = attributes.get("ContentType", "").lower()
+            if any(marker in value for marker in DOCX_MACRO_TYPES):
+                raise UploadRefused("macros", extension="docx")
+            if attributes.get("PartName", "").lower() == "/word/document.xml":
+                main_type = value
 
-    _parse_part(archive, names["[content_types].xml"], content_type)
-    if any(marker in value for value in types.values() for marker in DOCX_MACRO_TYPES):
-        raise UploadRefused("macros", extension="docx")
-    if types.get("/word/document.xml") != DOCX_MAIN_TYPE:
+    _parse_part(archive, names["[content_types].xml"], CONTENT_TYPES_LIMITS, content_type)
+    if main_type != DOCX_MAIN_TYPE:
         raise UploadRefused("content", extension="docx")
-    root = _parse_part(archive, names["word/document.xml"])
+    root = _parse_part(archive, names["word/document.xml"], BODY_LIMITS)
     if not root.endswith("wordprocessingml/2006/main}document") and not root.endswith(
             "wordprocessingml/main}document"):  # transitional and strict OOXML
         raise UploadRefused("content", extension="docx")
@@ -297,40 +409,91 @@ def _check_odt(archive: zipfile.ZipFile) -> str:
         raise UploadRefused("macros", extension="odt")
     if "content.xml" not in archive.namelist():
         raise UploadRefused("content", extension="odt")
-    if _parse_part(archive, "content.xml") != f"{{{ODF_OFFICE}}}document-content":
+    if _parse_part(archive, "content.xml", BODY_LIMITS) != f"{{{ODF_OFFICE}}}document-content":
         raise UploadRefused("content", extension="odt")
     return ODT_TYPE
 
 
-def _parse_part(archive: zipfile.ZipFile, name: str,
-                on_element: Callable[[str, dict[str, str]], None] | None = None) -> str:
-    """Parse one part to its end, streamed; its root element as '{namespace}name'.
+ElementCallback = Callable[[str, dict[str, str]], None]
+
+
+def _parse_part(archive: zipfile.ZipFile, name: str, limits: XmlLimits,
+                on_element: ElementCallback | None = None) -> str:
+    """Parse one part to its end, streamed, within `limits`; its root as '{namespace}name'."""
+    part_info = archive.getinfo(name)
+    if part_info.file_size > limits.size:  # zipfile never reads past the declared size
+        raise UploadRefused("too_complex")
+    parser = _BoundedParser(limits, on_element)
+    with archive.open(part_info) as part:
+        parser.feed(part)
+    if not parser.root:
+        raise expat.ExpatError("no root element")
+    return parser.root
+
+
+class _BoundedParser:
+    """expat with counters: a part past its limits is refused as soon as they are passed.
 
     expat directly, with any DTD refused (so no entity can expand), is what defusedxml
     does, without building a tree we do not need.
     """
-    parser = expat.ParserCreate(namespace_separator="}")
-    roots: list[str] = []
 
-    def start(tag: str, attributes: dict[str, str]) -> None:
-        if not roots:
-            roots.append(tag if "}" not in tag else "{" + tag)
-        if on_element is not None:
-            on_element(tag, attributes)
+    def __init__(self, limits: XmlLimits, on_element: ElementCallback | None) -> None:
+        self.limits, self.on_element = limits, on_element
+        self.root = ""
+        self.elements = self.attributes = self.depth = 0
+        self.parser = expat.ParserCreate(namespace_separator="}")
+        # Names come as "uri}local}prefix", so the parser's table of interned names grows
+        # with every raw name expat itself keeps; with a namespace handler set, pyexpat
+        # interns each prefix and namespace too.
+        self.parser.namespace_prefixes = True
+        self.names = self.parser.intern
+        self.parser.StartElementHandler = self.start
+        self.parser.EndElementHandler = self.end
+        self.parser.StartNamespaceDeclHandler = self.namespace
+        self.parser.StartDoctypeDeclHandler = _refuse_dtd
+        self.parser.EntityDeclHandler = _refuse_dtd
 
-    def refuse_dtd(*_args: object) -> None:
-        raise expat.ExpatError("a DTD in a document part")
-
-    parser.StartElementHandler = start
-    parser.StartDoctypeDeclHandler = refuse_dtd
-    parser.EntityDeclHandler = refuse_dtd
-    with archive.open(name) as part:
+    def feed(self, part: IO[bytes]) -> None:
+        """Parse the part to its end, chunk by chunk, refusing a token left open too long."""
+        fed = 0
         while chunk := part.read(CHUNK):
-            parser.Parse(chunk, False)
-    parser.Parse(b"", True)
-    if not roots:
-        raise expat.ExpatError("no root element")
-    return roots[0]
+            self.parser.Parse(chunk, False)
+            fed += len(chunk)
+            # After a chunk, expat's position is that of its last event: what lies beyond
+            # is the unfinished token it holds, and will parse again with the next chunk.
+            if fed - self.parser.CurrentByteIndex > MAX_XML_TOKEN:
+                raise UploadRefused("too_complex")
+        self.parser.Parse(b"", True)
+
+    def start(self, tag: str, attributes: dict[str, str]) -> None:
+        """Count the element and its attributes, then pass it on by its '{namespace}name'."""
+        self.elements += 1
+        self.depth += 1
+        self.attributes += len(attributes)
+        if (self.elements > self.limits.elements or self.depth > MAX_XML_DEPTH
+                or self.attributes > self.limits.attributes or len(self.names) > MAX_XML_NAMES):
+            raise UploadRefused("too_complex")
+        if self.on_element is not None or not self.root:
+            uri, _, local = tag.partition("}")
+            name = "{" + uri + "}" + local.partition("}")[0] if local else uri
+            self.root = self.root or name
+            if self.on_element is not None:
+                self.on_element(name, attributes)
+
+    def end(self, _tag: str) -> None:
+        """One level of nesting less."""
+        self.depth -= 1
+
+    def namespace(self, _prefix: str | None, _uri: str | None) -> None:
+        """A namespace declaration: counted with the elements (its names are interned)."""
+        self.elements += 1
+        if self.elements > self.limits.elements or len(self.names) > MAX_XML_NAMES:
+            raise UploadRefused("too_complex")
+
+
+def _refuse_dtd(*_args: object) -> None:
+    raise expat.ExpatError("a DTD in a document part")
 
 
 DOCUMENT_CHECKS: dict[str, Callable[[zipfile.ZipFile], str]] = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from dataclasses import replace
 
@@ -17,14 +19,13 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .. import ratelimit
 from ..database import SQLITE_BUSY_TIMEOUT_MS, utcnow
 from ..delivery import health, outbox
+from ..devmail import is_direct_loopback
 from ..errors import error_answer, error_class, is_unavailable, wants_json
-from ..escaping import escape_controls
 from ..extensions import db
 from ..ratelimit import limit_posts
 from ..spam import Kind, Verdict, issue_form_time, judge
 from ..submissions.content import new_submission_key
 from ..submissions.models import Submission
-from ..submissions.queries import VERDICT_WINDOW, verdict_counts
 from ..submissions.store import NewSubmission, store_submission
 from . import uploads
 from .forms import ContactForm
@@ -102,6 +103,8 @@ def store_and_answer(form: ContactForm, data: NewSubmission,
         if not is_unavailable(error):
             raise
         return not_stored(form, data.key, error)
+    except uploads.UploadQuotaExceeded as error:
+        return no_room(form, data.key, error)
     if not submission.is_spam:
         wake_delivery()
     return accepted(submission)
@@ -123,6 +126,8 @@ def store_now(data: NewSubmission, verdict: Verdict | None = None) -> Submission
         # PostgreSQL waits for a lock for ever by default; SQLite has its busy timeout.
         db.session.execute(text(f"SET LOCAL lock_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
     judged = replace(data, verdict=str(verdict.kind), verdict_reasons=verdict.reasons_text())
+    if judged.upload is not None and not judged.held:  # a held file is never stored
+        uploads.ensure_room(judged.upload)
     return store_submission(judged, outbox.enqueue_submission, with_rows=verdict.remember)
 
 
@@ -140,6 +145,18 @@ def not_stored(form: ContactForm, key: str, error: BaseException) -> ResponseRet
     return render_form(form, 503, notice=str(NOT_SENT))
 
 
+def no_room(form: ContactForm, key: str,
+            error: uploads.UploadQuotaExceeded) -> ResponseReturnValue:
+    """507: the upload folder is at its quota; nothing was kept; the form again, to send
+    without the file, or a JSON error on the file."""
+    log.warning("submission %s not stored: the upload folder is at CONTACT_UPLOAD_QUOTA_MB", key)
+    db.session.rollback()
+    if wants_json():
+        return jsonify(errors={"attachment": [str(error)]}), 507
+    form.attachment.errors = [str(error)]
+    return render_form(form, 507)
+
+
 def accepted(submission: Submission) -> ResponseReturnValue:
     """303 to /thanks, or 202 with the submission's id for JSON clients."""
     if wants_json():
@@ -155,22 +172,33 @@ def thanks() -> ResponseReturnValue:
 
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
-    """200 with the outbox counts, any SMTP configuration error and the verdicts of the last
-    24 hours (so false positives are noticed); 503 without a database."""
+    """200 `{"status": "ok"}`, or 503 without a database; the operator also gets the outbox
+    counts, any SMTP configuration error and the verdicts of the last 24 hours."""
+    detailed = operator_asking()
+    # The operator's answer must not be kept by a cache and handed to the public.
+    private = {"Cache-Control": "no-store"}
     try:
         db.session.execute(text("SELECT 1"))
-        counts = outbox.status_counts()
-        verdicts = verdict_counts(utcnow() - VERDICT_WINDOW)
-        smtp_error = health.config_error()
+        details = health.report() if detailed else {}
     except SQLAlchemyError:
         db.session.rollback()
-        return jsonify(status="error", error="database unreachable"), 503
-    # Still 200: the site takes messages and keeps them; the operator must fix the settings.
-    smtp: dict[str, str | None] = {"error": None, "since": None}
-    if smtp_error is not None:  # the reason may hold a server's reply: escaped
-        smtp = {"error": escape_controls(smtp_error.error),
-                "since": smtp_error.since.isoformat(timespec="seconds") + "Z"}
-    return jsonify(status="ok", outbox=counts, smtp=smtp, verdicts=verdicts)
+        unreachable = {"error": "database unreachable"} if detailed else {}
+        return jsonify(status="error", **unreachable), 503, private
+    # Still 200 during an SMTP configuration error: the site takes messages and keeps them.
+    return jsonify(status="ok", **details), 200, private
+
+
+def operator_asking() -> bool:
+    """Whether /healthz may show the outbox and SMTP state: `Authorization: Bearer
+    HEALTHZ_TOKEN`, or a direct loopback client (the peer itself, never a forwarded one)."""
+    token = current_app.config["HEALTHZ_TOKEN"]
+    given = request.authorization
+    if token and given is not None and given.type == "bearer" and given.token:
+        # Digests compared: constant time, and the token's length is not told either.
+        if hmac.compare_digest(hashlib.sha256(given.token.encode()).digest(),
+                               hashlib.sha256(token.encode()).digest()):
+            return True
+    return is_direct_loopback(request.environ)
 
 
 @bp.app_errorhandler(CSRFError)

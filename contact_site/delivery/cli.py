@@ -13,7 +13,7 @@ from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from ..database import utcnow
-from ..escaping import escape_controls
+from ..escaping import echo_escaped
 from ..extensions import db
 from ..submissions.queries import VERDICT_WINDOW, verdict_counts
 from . import health, outbox
@@ -29,26 +29,27 @@ def status_command() -> None:
     """Counts by status, the oldest queued mail's age, stale claims, the failed mails and
     the spam verdicts of the last 24 hours."""
     for status, count in outbox.status_counts().items():
-        click.echo(f"{status:8} {count}")
+        echo_escaped(f"{status:8} {count}")
     mails, now = OutboxMail, utcnow()
     oldest = db.session.scalar(
         select(func.min(mails.created_at)).where(mails.status == Status.QUEUED))
     if oldest is not None:
-        click.echo(f"oldest queued: {int((now - oldest).total_seconds())} s ago")
+        echo_escaped(f"oldest queued: {int((now - oldest).total_seconds())} s ago")
     stale = db.session.scalar(select(func.count()).select_from(mails).where(
         mails.status == Status.SENDING, mails.claimed_until < now))
     if stale:
-        click.echo(f"stale claims: {stale} (their worker stopped; another will take them over)")
+        echo_escaped(f"stale claims: {stale} (their worker stopped; "
+                     "another will take them over)")
     failed = db.session.scalars(
         select(mails).where(mails.status == Status.FAILED).order_by(mails.id))
     for row in failed:  # the address and the reply come from outside: escaped
-        click.echo(f"failed {row.id} {row.kind} to {escape_controls(row.to_address)} after "
-                   f"{row.attempts} attempt(s): {escape_controls(row.last_error)}")
+        echo_escaped(f"failed {row.id} {row.kind} to {row.to_address} after "
+                     f"{row.attempts} attempt(s): {row.last_error or ''}")
     _echo_config_error(now)
     # So that a rule catching real visitors is noticed (false positives).
     verdicts = verdict_counts(now - VERDICT_WINDOW)
-    click.echo("verdicts of the last 24 h: "
-               + ", ".join(f"{verdict} {count}" for verdict, count in verdicts.items()))
+    echo_escaped("verdicts of the last 24 h: "
+                 + ", ".join(f"{verdict} {count}" for verdict, count in verdicts.items()))
 
 
 def _echo_config_error(now: datetime) -> None:
@@ -56,12 +57,12 @@ def _echo_config_error(now: datetime) -> None:
     state = health.config_error()
     if state is None:
         return
-    click.echo(f"smtp configuration error since {state.since:%Y-%m-%d %H:%M:%S} UTC "
-               f"({state.failures} failure(s)): {escape_controls(state.error)}")
+    echo_escaped(f"smtp configuration error since {state.since:%Y-%m-%d %H:%M:%S} UTC "
+                 f"({state.failures} failure(s)): {state.error}")
     if state.retry_at is not None:
         wait = max(0, int((state.retry_at - now).total_seconds()))
-        click.echo(f"queued mails are held, not counted as attempts; next try in {wait} s "
-                   "(after fixing the settings: outbox retry --held)")
+        echo_escaped(f"queued mails are held, not counted as attempts; next try in {wait} s "
+                     "(after fixing the settings: outbox retry --held)")
 
 
 @outbox_cli.command("retry")
@@ -74,10 +75,10 @@ def retry_command(ids: tuple[int, ...], all_failed: bool, held: bool) -> None:
     if not ids and not all_failed and not held:
         raise click.UsageError("name the mail ids to retry, or pass --failed or --held")
     if held:
-        click.echo(f"released {health.release_held_mails()} held mail(s)")
+        echo_escaped(f"released {health.release_held_mails()} held mail(s)")
     if ids or all_failed:
         count = outbox.requeue(list(ids) if ids else None)
-        click.echo(f"requeued {count} mail(s)")
+        echo_escaped(f"requeued {count} mail(s)")
 
 
 @outbox_cli.command("work")
@@ -89,13 +90,13 @@ def work_command(once: bool) -> None:
     wake = Wake()
 
     def on_signal(signum: int, _frame: Any) -> None:
-        click.echo(f"signal {signum}: finishing the mail in hand, releasing the rest", err=True)
+        echo_escaped(f"signal {signum}: finishing the mail in hand, releasing the rest", err=True)
         stop.set()
         wake.set_all()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    click.echo("delivering; stop with SIGTERM or Ctrl-C", err=True)
+    echo_escaped("delivering; stop with SIGTERM or Ctrl-C", err=True)
     run_delivery_pool(app, stop, wake, on_idle=stop.set if once else None)
 
 

@@ -18,6 +18,12 @@ committed first, and no outcome waits more than about FLUSH_SECONDS, however lon
 the mail after it takes (the heartbeat writes it). A worker that dies loses at
 most those unwritten outcomes: their mails are sent again (at least once), and
 its marked mails all count a takeover.
+
+The mark is also what erasure, deletion and retention read to tell a mail that
+may be on the wire from one they cancel (records/privacy.py): a send that lasts
+longer than UNMARK_AFTER_SECONDS has the mails marked behind it unmarked by the
+heartbeat, so that while one mail crawls through a slow server's DATA only that
+one reads as in hand.
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ STOP_GRACE_SECONDS = 10.0
 # The per-socket MAIL_TIMEOUT catches a silent server; this catches one that keeps
 # trickling bytes. Generous: a 100 MiB attachment on a slow uplink is legitimate.
 MAX_SECONDS_PER_MAIL = 2 * 3600.0
+# A send taking longer than this is no longer one of a chunk sent in a flash: the mails
+# marked in hand behind it are unmarked until their turn comes.
+UNMARK_AFTER_SECONDS = 1.0
 
 
 STOPPING, CLAIM_LOST, LEASE_AT_RISK, TOO_LONG = (
@@ -155,6 +164,11 @@ class LeaseKeeper:
                     self._finished[:0] = attempts
                 raise
 
+    def has_waiting(self) -> bool:
+        """Whether mails are left to send and this batch is not told to stop."""
+        with self._lock:
+            return bool(self._waiting) and not self._stopping()
+
     def unfinished(self) -> list[OutboxMail]:
         """The mail in hand and those waiting behind it."""
         with self._lock:
@@ -207,7 +221,31 @@ class LeaseKeeper:
             except Exception:  # the heartbeat must outlive a database hiccup; it is logged
                 log.warning("could not renew the claims of this batch", exc_info=True)
                 self._renewed_at = time.monotonic()  # try again at the next interval
+            try:
+                self._unmark_behind_slow_send()
+            except Exception:  # kept marked: a removal counts them as in hand, no more
+                log.warning("could not unmark the mails waiting in this batch", exc_info=True)
             self._watch()
+
+    def _unmark_behind_slow_send(self) -> None:
+        """Unmark the waiting mails when the send in hand has lasted UNMARK_AFTER_SECONDS."""
+        with self._lock:
+            if not self._marked_behind_slow_send():
+                return
+        with self._writing:  # in order with the sender's marking commits
+            with self._lock:
+                rows = self._marked_behind_slow_send()
+                self._marked.difference_update(row.id for row in rows)
+            if rows:
+                with self.app.app_context():
+                    outbox.unmark(rows)
+
+    def _marked_behind_slow_send(self) -> list[OutboxMail]:
+        """The waiting mails marked in hand, if the send in hand is slow (lock held)."""
+        if self._connection is None or \
+                time.monotonic() - self._send_started <= UNMARK_AFTER_SECONDS:
+            return []
+        return [row for row in self._waiting if row.id in self._marked]
 
     def _beat(self) -> None:
         """Give back on stop; write attempts finished a while ago; renew every third of the

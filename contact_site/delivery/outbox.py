@@ -13,7 +13,7 @@ from email.utils import make_msgid, parseaddr
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..database import utcnow
@@ -303,6 +303,52 @@ def _held_by(rows: Sequence[OutboxMail]) -> ColumnElement[bool]:
     return and_(OutboxMail.id.in_([row.id for row in rows]),
                 OutboxMail.claim_token.in_({row.claim_token for row in rows}),
                 OutboxMail.status == Status.SENDING)
+
+
+# A mail still held by the claim that took it; built once: building it costs more than
+# running it.
+_STILL_HELD = select(OutboxMail.id).where(
+    OutboxMail.id == bindparam("mail_id"), OutboxMail.claim_token == bindparam("token"),
+    OutboxMail.status == Status.SENDING)
+
+
+class LastCheck:
+    """Whether a mail this worker holds may still go: asked just before its MAIL FROM.
+
+    Erasure, deletion and retention remove a mail by deleting its row, which may
+    happen while a batch holds it, marked in hand. The check is one primary-key read
+    per mail, over a connection of its own in autocommit kept for the batch: no
+    transaction is left open while the mail is sent (on SQLite it would pin an old
+    snapshot), and none is begun and ended around each read (a few round trips).
+    """
+
+    def __init__(self) -> None:
+        self._connection: Connection | None = None
+
+    def still_held(self, row: OutboxMail) -> bool:
+        """Whether the row is still there and this worker's claim still holds it."""
+        if self._connection is None:
+            self._connection = db.engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT")
+        found = self._connection.execute(_STILL_HELD, {"mail_id": row.id,
+                                                       "token": row.claim_token})
+        return found.first() is not None
+
+    def close(self) -> None:
+        """Give the connection back to the pool."""
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            connection.close()
+
+
+def unmark(rows: Sequence[OutboxMail]) -> None:
+    """Clear the "in hand" mark of these waiting mails, still held, in one commit."""
+    if not rows:
+        return
+    with writing():
+        db.session.execute(update(OutboxMail).where(_held_by(rows)).values(send_started_at=None)
+                           .execution_options(synchronize_session=False))
+        db.session.commit()
 
 
 def release_all(rows: list[OutboxMail]) -> int:

@@ -23,10 +23,48 @@ from .compose import CRLFMessage, StreamedMail
 
 LEADING_DOT = re.compile(rb"(?m)^\.")
 SEND_BLOCK = 64 * 1024
+# smtplib bounds each line of a reply (8 KiB) but not how many lines one reply has: a
+# hostile server could send "250-" lines for ever and hold the thread and its memory.
+# Real replies (EHLO's list of extensions included) stay well under 4 KiB.
+MAX_REPLY_BYTES = 64 * 1024
+
+
+class _BoundedReader:
+    """The connection's reader, refusing a reply longer than MAX_REPLY_BYTES in all."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.budget = MAX_REPLY_BYTES
+
+    def readline(self, size: int = -1) -> bytes:
+        """One line, counted against the reply's budget."""
+        line: bytes = self.raw.readline(size)
+        self.budget -= len(line)
+        if self.budget < 0:
+            raise smtplib.SMTPServerDisconnected(
+                f"the server's reply ran past {MAX_REPLY_BYTES} bytes")
+        return line
+
+    def close(self) -> None:
+        """Close the underlying reader."""
+        self.raw.close()
 
 
 class StreamingSMTP(smtplib.SMTP):
-    """smtplib's client whose DATA can be sent in pieces from a StreamedMail."""
+    """smtplib's client whose DATA can be sent in pieces from a StreamedMail, and whose
+    replies are bounded in length."""
+
+    def getreply(self) -> tuple[int, bytes]:
+        """smtplib's reply reader over a reader that stops an endless reply."""
+        if self.file is None and self.sock is not None:
+            self.file = _BoundedReader(self.sock.makefile("rb"))
+        if isinstance(self.file, _BoundedReader):
+            self.file.budget = MAX_REPLY_BYTES
+        try:
+            return super().getreply()
+        except smtplib.SMTPServerDisconnected:
+            self.close()
+            raise
 
     def data(self, msg: Any) -> tuple[int, bytes]:
         """Send the mail after DATA, dot-stuffed piece by piece, and return the reply."""
@@ -36,6 +74,17 @@ class StreamingSMTP(smtplib.SMTP):
         code, reply = self.getreply()
         if code != 354:
             raise smtplib.SMTPDataError(code, reply)
+        try:
+            self._send_pieces(msg)
+        except BaseException:
+            # Cut off mid-DATA (its file deleted by an erasure, unreadable): the
+            # server would read the next mail's commands as this one's text.
+            self.close()
+            raise
+        return self.getreply()
+
+    def _send_pieces(self, msg: StreamedMail) -> None:
+        """The mail's pieces, dot-stuffed, and the final dot."""
         # Pieces are gathered into blocks: small separate writes would meet Nagle's
         # algorithm and the server's delayed ACK, costing 40 ms per mail.
         block, last = bytearray(), b""
@@ -50,7 +99,6 @@ class StreamingSMTP(smtplib.SMTP):
                 block.clear()
         block += b".\r\n" if last.endswith(b"\r\n") else b"\r\n.\r\n"
         self.send(block)
-        return self.getreply()
 
 
 class StreamingSMTPSSL(smtplib.SMTP_SSL, StreamingSMTP):

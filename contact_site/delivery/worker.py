@@ -8,12 +8,13 @@ import smtplib
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from flask import Flask, current_app
 
 from ..database import utcnow
 from . import health, lease, outbox, smtp
-from .compose import compose
+from .compose import CRLFMessage, compose
 from .lease import LeaseKeeper
 from .models import OutboxMail, Status
 from .pool import DeliveryPool, Wake, is_throttle, pool_of
@@ -106,18 +107,27 @@ def deliver_batch(rows: list[OutboxMail], should_stop: Callable[[], bool] | None
     keeper.chunk_size(pool.chunk_size)
     keeper.start()
     connection = link.take() if link is not None else None
+    check = outbox.LastCheck()
     try:
         while True:
-            slot = pool.limiter.take(stop_event)  # DELIVERY_MAX_PER_MINUTE, when set
-            if slot is None or (row := keeper.next_mail(should_stop)) is None:
-                if slot is not None:
-                    pool.limiter.give_back(slot)
+            # Every wait comes before the next mail is taken in hand: the rate cap
+            # (DELIVERY_MAX_PER_MINUTE, when set), then the connection.
+            slot = pool.limiter.take(stop_event)
+            if slot is None:
                 break
-            if connection is None:
-                connection = _connect(keeper, row, pool, should_stop)
+            if connection is None and keeper.has_waiting():
+                connection = _connect(keeper, pool, should_stop)
                 if connection is None:
                     return
-            if not _send_one(connection, row, keeper, pool):
+            row = keeper.next_mail(should_stop)
+            if row is None or connection is None:
+                pool.limiter.give_back(slot)
+                break
+            prepared = _prepare(keeper, row, check)
+            if prepared is None:  # nothing went to the server: its slot is not used up
+                pool.limiter.give_back(slot)
+                continue
+            if not _send_one(connection, row, prepared, keeper, pool):
                 smtp.discard(connection)
                 connection = None
     finally:
@@ -127,10 +137,13 @@ def deliver_batch(rows: list[OutboxMail], should_stop: Callable[[], bool] | None
             link.keep(connection)
         elif connection is not None:
             smtp.close(connection)
-        keeper.finish()
+        try:
+            check.close()
+        finally:
+            keeper.finish()
 
 
-def _connect(keeper: LeaseKeeper, row: OutboxMail, pool: DeliveryPool,
+def _connect(keeper: LeaseKeeper, pool: DeliveryPool,
              should_stop: Callable[[], bool] | None) -> smtp.TimeoutConnection | None:
     """A connection for the rest of the batch, or None once the batch's fate is recorded."""
     rest, started = keeper.unfinished(), time.monotonic()
@@ -144,8 +157,7 @@ def _connect(keeper: LeaseKeeper, row: OutboxMail, pool: DeliveryPool,
             log.warning("smtp server answered 421 at connect: %d delivery loop(s) for %.0fs",
                         pool.throttle(), pool.seconds_paused())
             if should_stop is not None and should_stop():  # this loop is paused: others carry on
-                outbox.release(row)  # not the mail's fault: no attempt counted
-                return None
+                return None  # the batch is given back: no attempt counted
         reason = smtp.describe(error) if error is not None else "no connection"
         for other in rest:
             _conclude(keeper, other, Status.QUEUED, reason, started)
@@ -154,15 +166,42 @@ def _connect(keeper: LeaseKeeper, row: OutboxMail, pool: DeliveryPool,
     return connection  # type: ignore[no-any-return]
 
 
-def _send_one(connection: smtp.TimeoutConnection, row: OutboxMail, keeper: LeaseKeeper,
-              pool: DeliveryPool) -> bool:
-    """Send one mail and record the outcome; False when the connection is unusable."""
+class Prepared(NamedTuple):
+    """A mail composed and checked, about to be handed to the server."""
+
+    message: CRLFMessage
+    started: float  # when its attempt began, for the attempt's time
+
+
+def _prepare(keeper: LeaseKeeper, row: OutboxMail, check: outbox.LastCheck) -> Prepared | None:
+    """The mail composed, if it is still to be sent; None when it must not go.
+
+    The last check before MAIL FROM: a mail whose row was deleted meanwhile (erasure,
+    deletion, retention), though this batch holds it marked in hand, is skipped and
+    nothing is recorded for it. Together with the mark this makes removal final:
+    whatever a removal counted as cancelled was never marked before its commit, so
+    no worker can send it after (its mark, a conditional UPDATE, finds no row); a
+    mail it counted as in hand is sent after its commit only if its worker was past
+    this check (in practice, the mail in DATA on each connection).
+    """
     started = time.monotonic()
     try:
         message = compose(row.kind, row.submission, row.message_id, row.created_at)
     except Exception as error:  # a poison row, e.g. its attachment gone from disk
-        _conclude(keeper, row, Status.FAILED, f"cannot compose: {smtp.describe(error)}", started)
-        return True
+        if check.still_held(row):  # gone with its submission: nothing to record
+            _conclude(keeper, row, Status.FAILED, f"cannot compose: {smtp.describe(error)}",
+                      started)
+        return None
+    if not check.still_held(row):
+        log.info("mail %s not sent: removed (or taken over) while its batch held it", row.id)
+        return None
+    return Prepared(message, started)
+
+
+def _send_one(connection: smtp.TimeoutConnection, row: OutboxMail, prepared: Prepared,
+              keeper: LeaseKeeper, pool: DeliveryPool) -> bool:
+    """Send one mail and record the outcome; False when the connection is unusable."""
+    message, started = prepared
     keeper.sending(connection)
     handed = time.monotonic()
     try:

@@ -6,6 +6,7 @@ from sqlalchemy import Select, and_, exists, func, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..delivery.models import Kind, OutboxMail, Status
+from ..submissions.content import spellings
 from ..submissions.models import SUSPECT, Submission, mailbox_key
 
 # `all` leaves spam out: it is reviewed under its own filter.
@@ -57,10 +58,11 @@ def from_address(address: str) -> ColumnElement[bool]:
     """Submissions sent from this address: compared case-insensitively, or by its mailbox.
 
     The mailbox key (submissions.models.mailbox_key) joins the ways one mailbox is
-    dressed (case, +tag, Gmail's dots): erasing or exporting one of them covers all.
+    dressed (case, +tag, Gmail's dots, a Unicode or punycode domain): erasing or
+    exporting one of them covers all.
     """
-    return or_(func.lower(Submission.email) == address.strip().lower(),
-               Submission.mailbox_key == mailbox_key(address))
+    return or_(func.lower(Submission.email).in_(spellings(address)),
+               Submission.mailbox_key.in_(spellings(mailbox_key(address))))
 
 
 def of_address(address: str) -> Select[tuple[Submission]]:

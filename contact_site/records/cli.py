@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import click
@@ -11,6 +12,7 @@ from flask.cli import AppGroup
 from sqlalchemy import Select
 
 from ..database import utcnow
+from ..escaping import echo_escaped, escape_controls
 from . import archive, export, privacy, retention
 
 submissions_cli = AppGroup("submissions", help="List, export, purge and erase submissions.")
@@ -42,20 +44,28 @@ def list_command(q: str | None, status: str | None, email: str | None, limit: in
     shown = 0
     for rows in export.pages(_query(q, status, email)):
         for row in rows[:limit - shown]:
-            click.echo(f"{row['id']}  {export.timestamp(row['created_at'])}  "
-                       f"{row['status']:9} {row['email']}  {row['subject']}")
+            echo_escaped(f"{row['id']}  {export.timestamp(row['created_at'])}  "
+                         f"{row['status']:9} {row['email']}  {row['subject']}")
         shown += min(len(rows), limit - shown)
         if shown >= limit:
             break
     if not shown:
-        click.echo("no submissions", err=True)
+        echo_escaped("no submissions", err=True)
+
+
+def _as_written(text: str, output: Any) -> str:
+    """Export text for `output`: exact into a file or a pipe (it is data); on a terminal
+    every control character escaped but the line breaks, as any other command prints."""
+    if not output.isatty():
+        return text
+    return "\n".join(escape_controls(line) for line in re.split(r"\r?\n", text))
 
 
 @submissions_cli.command("export")
 @click.option("--format", "form", type=click.Choice(["csv", "json"]), default="csv",
               show_default=True)
 @_filters
-@click.option("--output", type=click.File("w", encoding="utf-8"), default="-",
+@click.option("--output", type=export.PrivateOutput(), default="-",
               help="Write to this file instead of standard output.")
 def export_command(form: str, q: str | None, status: str | None, email: str | None,
                    output: Any) -> None:
@@ -64,25 +74,25 @@ def export_command(form: str, q: str | None, status: str | None, email: str | No
         if q or status:
             raise click.UsageError("--email with --format json exports everything held about "
                                    "the visitor: leave out --q and --status")
-        json.dump(privacy.visitor_export(email), output, ensure_ascii=False, indent=2)
-        output.write("\n")
+        everything = json.dumps(privacy.visitor_export(email), ensure_ascii=False, indent=2)
+        output.write(_as_written(everything + "\n", output))
         return
     chunks = export.json_chunks if form == "json" else export.csv_chunks
     for chunk in chunks(_query(q, status, email)):
-        output.write(chunk)
+        output.write(_as_written(chunk, output))
 
 
 @submissions_cli.command("purge")
 def purge_command() -> None:
     """Apply the retention settings now and print what was removed."""
-    click.echo(retention.purge(utcnow()).summary())
+    echo_escaped(retention.purge(utcnow()).summary())
 
 
 @submissions_cli.command("erase")
 @click.argument("address")
 def erase_command(address: str) -> None:
-    """Remove everything held about ADDRESS (SPEC §10); prints counts, never the address."""
-    click.echo(privacy.erase_address(address).summary())
+    """Remove everything held about ADDRESS; prints counts, never the address."""
+    echo_escaped(privacy.erase_address(address).summary())
 
 
 def init_app(app: Flask) -> None:

@@ -11,16 +11,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
+import click
 from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.engine import Engine, RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..delivery.models import Kind, OutboxMail
 from ..extensions import db
+from ..private_files import open_private
 from ..submissions.models import Submission
 
 PAGE_ROWS = 500
@@ -134,3 +137,25 @@ def _json_chunks(query: Select[Any], engine: Engine) -> Iterator[str]:
 
 def _record(row: RowMapping) -> dict[str, object]:
     return {name: json_value(row[name]) for name in FIELDS}
+
+
+class PrivateOutput(click.File):
+    """`--output`: standard output for `-`, else a file written 0600 whatever the umask."""
+
+    def __init__(self) -> None:
+        super().__init__("w", encoding="utf-8")
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> IO[Any]:
+        """Open the file private (narrowed before it is emptied, if it was there), for writing."""
+        if value == "-" or hasattr(value, "write"):
+            return super().convert(value, param, ctx)
+        try:
+            fd = open_private(value, os.O_WRONLY | os.O_CREAT)
+        except OSError as error:
+            self.fail(f"'{click.format_filename(value)}': {error.strerror}", param, ctx)
+        output = os.fdopen(fd, "w", encoding="utf-8")
+        output.truncate()  # emptied once private: an old export is never readable in between
+        if ctx is not None:
+            ctx.call_on_close(output.close)
+        return output

@@ -1,10 +1,18 @@
 """Deleting, erasing and disclosing what is held about a visitor (SPEC §10).
 
-A submission's mails and their attempts go with it (ON DELETE CASCADE), then its
+A submission's mails go with it, their attempts (ON DELETE CASCADE), then its
 upload folder. Erasure also forgets the rate-limit counters of the addresses it
 was posted from, and on SQLite rewrites the database file and empties its WAL,
 where deleted rows otherwise linger (TRAPS.md). Logs and summaries carry counts,
 never the address.
+
+Removal is final for mail: deleting a mail's row is what cancels it, even in a
+worker's running batch. A worker marks a mail in hand (a committed, conditional
+UPDATE) before sending it and checks its row once more just before MAIL FROM
+(delivery/worker.py). The mails are deleted here by one statement that returns
+what each row held at that moment: one not marked in hand is counted cancelled
+and is never sent after this commit; one marked is counted as already being
+handed to the server, and goes out only if its worker was past that last check.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,9 +56,14 @@ class Removed:
 
     submissions: int = 0
     mails: int = 0
-    cancelled: int = 0  # queued or being sent: they will not be (re)sent
+    cancelled: int = 0  # not yet handed to the server: now never will be
     attempts: int = 0
     files: int = 0
+    in_flight: int = 0  # in a worker's hand at that moment: may be with the server already
+
+    def __add__(self, other: Removed) -> Removed:
+        return Removed(*(mine + theirs for mine, theirs in zip(
+            astuple(self), astuple(other), strict=True)))
 
 
 @dataclass(frozen=True)
@@ -64,14 +77,20 @@ class Erasure:
     files: int
     rate_limit_counters: int
     database_scrubbed: bool  # SQLite rewritten and its WAL emptied (always False elsewhere)
+    in_flight: int = 0
 
     def summary(self) -> str:
         """One line of counts, for the console, the command line and the audit log."""
         line = (f"erased {self.submissions} submission(s), {self.mails} mail(s) "
-                f"({self.cancelled} not yet sent, cancelled), {self.attempts} delivery "
+                f"({mail_note(self.cancelled, self.in_flight)}), {self.attempts} delivery "
                 f"attempt(s), {self.files} file(s), {self.rate_limit_counters} rate-limit "
                 f"counter(s)")
         return line + ("; database file rewritten" if self.database_scrubbed else "")
+
+
+def mail_note(cancelled: int, in_flight: int) -> str:
+    """What became of the mails not yet sent, for the summaries."""
+    return f"{cancelled} cancelled, {in_flight} already being handed to the server"
 
 
 def upload_root() -> Path:
@@ -95,17 +114,29 @@ def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
         yield ids[start:start + BATCH]
 
 
-def _count_mails(ids: Sequence[str]) -> tuple[int, int, int]:
-    """Mails, mails not yet sent, and attempts belonging to these submissions."""
-    mails = cancelled = attempts = 0
-    for chunk in _chunks(ids):
-        of_these = OutboxMail.submission_id.in_(chunk)
-        mails += db.session.scalar(select(func.count()).where(of_these)) or 0
-        cancelled += db.session.scalar(select(func.count()).where(
-            of_these, OutboxMail.status.in_([Status.QUEUED, Status.SENDING]))) or 0
-        attempts += db.session.scalar(select(func.count()).select_from(DeliveryAttempt).join(
-            OutboxMail, DeliveryAttempt.mail_id == OutboxMail.id).where(of_these)) or 0
-    return mails, cancelled, attempts
+def _delete_mails(ids: Sequence[str]) -> Removed:
+    """Delete the mails of these submissions with their attempts (no commit); what went.
+
+    One DELETE returns each row as it was when deleted, after any worker's commit
+    on it: whether a worker had marked it in hand tells a mail possibly on the
+    wire from one cancelled (see the module's docstring).
+    """
+    of_these = OutboxMail.submission_id.in_(ids)
+    attempts = db.session.scalar(select(func.count()).select_from(DeliveryAttempt).join(
+        OutboxMail, DeliveryAttempt.mail_id == OutboxMail.id).where(of_these)) or 0
+    # Rows locked in id order first (PostgreSQL; SQLite locks the whole file), the order
+    # in which a worker's UPDATE of its batch by primary key meets them: the two do not
+    # each hold a row the other waits for.
+    db.session.execute(select(OutboxMail.id).where(of_these).order_by(OutboxMail.id)
+                       .with_for_update())
+    gone = db.session.execute(delete(OutboxMail).where(of_these).returning(
+        OutboxMail.status, OutboxMail.send_started_at)
+        .execution_options(synchronize_session=False)).all()
+    in_hand = sum(1 for status, started in gone
+                  if status == Status.SENDING and started is not None)
+    unsent = sum(1 for status, _started in gone if status in (Status.QUEUED, Status.SENDING))
+    return Removed(mails=len(gone), cancelled=unsent - in_hand, in_flight=in_hand,
+                   attempts=attempts)
 
 
 @contextmanager
@@ -129,31 +160,31 @@ def delete_submissions(ids: Sequence[str]) -> Removed:
     ids = list(ids)
     if not ids:
         return Removed()
-    mails, cancelled, attempts = _count_mails(ids)
-    deleted = 0
+    removed = Removed()
     with secure_delete():
         for chunk in _chunks(ids):
             # A worker holding a claim on one of these mails finds no row to record its
             # outcome on (record_* match id and claim token), so it never retries it.
+            removed += _delete_mails(chunk)
             result = db.session.execute(delete(Submission).where(Submission.id.in_(chunk))
                                         .execution_options(synchronize_session=False))
-            deleted += int(result.rowcount)  # type: ignore[attr-defined]
+            removed += Removed(submissions=int(result.rowcount))  # type: ignore[attr-defined]
     db.session.commit()
     db.session.expire_all()  # objects of the deleted rows must not be written back
     root = upload_root()
     files = sum(remove_upload_folder(submission_id, root) for submission_id in ids)
-    return Removed(deleted, mails, cancelled, attempts, files)
+    return removed + Removed(files=files)
 
 
-def delete_submission(submission_id: str) -> bool:
-    """Delete one submission, its mails, their attempts and its upload; False if none."""
+def delete_submission(submission_id: str) -> Removed | None:
+    """Delete one submission, its mails, their attempts and its upload; None if none."""
     found = db.session.scalar(select(Submission.id).where(Submission.id == submission_id))
     if found is None:
-        return False
+        return None
     removed = delete_submissions([found])
-    log.info("submission %s deleted with %d mail(s) and %d file(s)", found, removed.mails,
-             removed.files)
-    return removed.submissions == 1
+    log.info("submission %s deleted with %d mail(s) (%s) and %d file(s)", found,
+             removed.mails, mail_note(removed.cancelled, removed.in_flight), removed.files)
+    return removed if removed.submissions == 1 else None
 
 
 def _counter_fragments(remote_addrs: Iterable[str | None]) -> set[str]:
@@ -213,7 +244,7 @@ def erase_address(address: str) -> Erasure:
         db.session.commit()
     scrubbed = scrub_sqlite(db.engine)
     erasure = Erasure(removed.submissions, removed.mails, removed.cancelled, removed.attempts,
-                      removed.files, counters, scrubbed)
+                      removed.files, counters, scrubbed, removed.in_flight)
     log.info("erasure: %s", erasure.summary())
     return erasure
 

@@ -24,7 +24,15 @@ from ..extensions import db
 from ..ratelimit import RateLimitCounter
 from ..submissions.models import Submission
 from .models import DAILY, MaintenanceRun
-from .privacy import BATCH, delete_submissions, remove_upload_folder, secure_delete, upload_root
+from .privacy import (
+    BATCH,
+    Removed,
+    delete_submissions,
+    mail_note,
+    remove_upload_folder,
+    secure_delete,
+    upload_root,
+)
 
 log = logging.getLogger("contact_site.records")
 
@@ -45,22 +53,25 @@ class Purge:
     uploads: int = 0  # files past CONTACT_UPLOAD_RETENTION_DAYS after their mail was sent
     orphans: int = 0  # upload folders no stored submission refers to
     rate_limit_counters: int = 0  # windows that have ended
+    cancelled: int = 0  # mails of the purged submissions not yet sent: never will be
+    in_flight: int = 0  # mails of theirs a worker had in hand: may be with the server
 
     def summary(self) -> str:
         """One line of counts."""
         return (f"purged {self.submissions} old submission(s), {self.spam} spam, "
                 f"{self.uploads} upload(s) past their retention, {self.orphans} orphaned "
-                f"upload folder(s), {self.rate_limit_counters} expired rate-limit counter(s)")
+                f"upload folder(s), {self.rate_limit_counters} expired rate-limit counter(s); "
+                f"their unsent mails: {mail_note(self.cancelled, self.in_flight)}")
 
 
-def _delete_where(*conditions: ColumnElement[bool]) -> int:
-    """Delete the submissions meeting the conditions, a batch per commit; how many."""
-    total = 0
+def _delete_where(*conditions: ColumnElement[bool]) -> Removed:
+    """Delete the submissions meeting the conditions, a batch per commit; what went."""
+    total = Removed()
     while True:
         ids = list(db.session.scalars(select(Submission.id).where(*conditions).limit(BATCH)))
         if not ids:
             return total
-        total += delete_submissions(ids).submissions
+        total += delete_submissions(ids)
 
 
 def _uploads_done(cutoff: datetime) -> list[str]:
@@ -119,11 +130,14 @@ def purge(now: datetime) -> Purge:
     config = current_app.config
     days, spam_days = config["CONTACT_RETENTION_DAYS"], config["CONTACT_SPAM_RETENTION_DAYS"]
     upload_days = config["CONTACT_UPLOAD_RETENTION_DAYS"]
-    old = _delete_where(Submission.created_at < now - timedelta(days=days)) if days else 0
+    old = _delete_where(Submission.created_at < now - timedelta(days=days)) \
+        if days else Removed()
     spam = _delete_where(Submission.is_spam.expression, Submission.created_at
-                         < now - timedelta(days=spam_days)) if spam_days else 0
+                         < now - timedelta(days=spam_days)) if spam_days else Removed()
     uploads = _expire_uploads(now - timedelta(days=upload_days)) if upload_days else 0
-    result = Purge(old, spam, uploads, _sweep_orphans(now), _expire_counters(now))
+    result = Purge(old.submissions, spam.submissions, uploads, _sweep_orphans(now),
+                   _expire_counters(now), old.cancelled + spam.cancelled,
+                   old.in_flight + spam.in_flight)
     log.info("retention: %s", result.summary())
     return result
 

@@ -2,10 +2,11 @@
 
 `GET /altcha` hands out a challenge: a random secret number in 0..MAX_NUMBER is
 hidden in `challenge = SHA-256(salt + number)`, and the challenge is signed with
-an HMAC key derived from SECRET_KEY. The page's script finds the number by trying
-them in turn, and posts `{algorithm, challenge, number, salt, signature}` as
-base64 JSON in the `altcha` field. The expiry travels inside the salt, so it is
-covered by the hash and the signature. The altcha package creates and verifies;
+an HMAC key derived from SECRET_KEY (one signed under a key of SECRET_KEY_FALLBACKS
+still verifies, so a key change loses no open page). The page's script finds the
+number by trying them in turn, and posts `{algorithm, challenge, number, salt,
+signature}` as base64 JSON in the `altcha` field. The expiry travels inside the
+salt, so it is covered by the hash and the signature. The altcha package creates and verifies;
 it keeps no record of what it accepted, so replay.py does.
 """
 
@@ -25,6 +26,7 @@ from typing import Final, Literal
 from altcha.v1 import ChallengeOptions, Payload, create_challenge, verify_solution
 from flask import current_app
 
+from ..keys import secret_keys
 from . import replay
 from .clock import as_utc, naive_utc
 
@@ -60,10 +62,17 @@ class Solution:
         return Payload(ALGORITHM, self.challenge, self.number, self.salt, self.signature)
 
 
-def hmac_key() -> bytes:
-    """The challenges' signing key: derived from SECRET_KEY, so it is not the key itself."""
-    secret = str(current_app.config["SECRET_KEY"]).encode()
-    return hmac.new(secret, KEY_SALT, hashlib.sha256).digest()
+def hmac_key(secret: str | None = None) -> bytes:
+    """The challenges' signing key: derived from SECRET_KEY (or the key given), so it is not
+    the key itself."""
+    key = str(current_app.config["SECRET_KEY"] if secret is None else secret).encode()
+    return hmac.new(key, KEY_SALT, hashlib.sha256).digest()
+
+
+def is_signed_by_us(solution: Solution) -> bool:
+    """Whether the solution is right and its challenge was signed under one of our keys."""
+    return any(verify_solution(solution.as_payload(), hmac_key(key), check_expires=False)[0]
+               for key in secret_keys())
 
 
 def new_challenge(now: datetime) -> dict[str, object]:
@@ -88,8 +97,7 @@ def check_proof(value: str | None, now: datetime) -> str | None:
     solution = decode_solution(value)
     if solution is None:
         return "proof_forged"
-    valid, _error = verify_solution(solution.as_payload(), hmac_key(), check_expires=False)
-    if not valid:
+    if not is_signed_by_us(solution):
         return "proof_forged"
     expires_at = expiry_of(solution.salt)
     if expires_at is None:  # every challenge we sign has one

@@ -7,8 +7,6 @@ keeps a hash of the normalised message and the sender's network, not the text.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import re
 import threading
@@ -22,6 +20,7 @@ from flask import current_app
 from sqlalchemy import delete, exists, select
 
 from ..extensions import db
+from ..keys import keyed_digests
 from ..ratelimit import network_of
 from .models import MessageFingerprint
 
@@ -115,12 +114,12 @@ def blocklist_match(texts: Iterable[str]) -> str | None:
     return _blocklist_file.get(path).first_match(texts)
 
 
-def fingerprint(message: str, remote_addr: str) -> str:
+def fingerprints(message: str, remote_addr: str) -> list[str]:
     """HMAC-SHA-256 of the sender's network (IPv4 address, IPv6 /64) and the normalised
-    message, keyed with SECRET_KEY so a copy of the table cannot be matched to guessed texts."""
-    secret = str(current_app.config["SECRET_KEY"]).encode()
+    message, keyed with SECRET_KEY so a copy of the table cannot be matched to guessed texts;
+    then under each of SECRET_KEY_FALLBACKS, so a key change forgets no duplicate."""
     data = f"{network_of(remote_addr)}\n{normalise(message)}".encode()
-    return hmac.new(secret, FINGERPRINT_SALT + data, hashlib.sha256).hexdigest()
+    return keyed_digests(FINGERPRINT_SALT + data)
 
 
 def is_duplicate(message: str, remote_addr: str | None,
@@ -137,12 +136,12 @@ def is_duplicate(message: str, remote_addr: str | None,
     hours = current_app.config["CONTACT_DUPLICATE_HOURS"]
     if not hours or not normalise(message) or remote_addr is None:
         return False, None
-    digest, table = fingerprint(message, remote_addr), MessageFingerprint
+    digests, table = fingerprints(message, remote_addr), MessageFingerprint
     since = now - timedelta(hours=hours)
     _prune(since, now)
-    seen = db.session.scalar(select(exists().where(table.digest == digest,
+    seen = db.session.scalar(select(exists().where(table.digest.in_(digests),
                                                    table.seen_at > since)))
-    return bool(seen), MessageFingerprint(digest=digest, seen_at=now)
+    return bool(seen), MessageFingerprint(digest=digests[0], seen_at=now)
 
 
 def _prune(since: datetime, now: datetime) -> None:

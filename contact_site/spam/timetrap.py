@@ -2,9 +2,10 @@
 
 The token is signed with the app's SECRET_KEY under a salt of its own, and holds
 nothing but its own timestamp, so it needs no session and no server-side state:
-a form kept open for hours (or days) still carries a valid time. A post sooner
-than CONTACT_MIN_FILL_SECONDS after the form was served is spam; a token that
-does not verify was made or altered by someone else: spam too.
+a form kept open for hours (or days) still carries a valid time, even across a
+change of key (one signed with a key of SECRET_KEY_FALLBACKS verifies). A post
+sooner than CONTACT_MIN_FILL_SECONDS after the form was served is spam; a token
+that does not verify was made or altered by someone else: spam too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime
 from flask import current_app
 from itsdangerous import BadSignature, TimestampSigner
 
+from ..keys import oldest_first
 from .clock import as_utc
 
 FIELD = "form_time"
@@ -23,10 +25,11 @@ PAYLOAD = "served"
 
 
 class _Signer(TimestampSigner):
-    """itsdangerous' signer, whose clock can be set to a given moment when signing."""
+    """itsdangerous' signer under the site's keys (it signs with the current one, accepts
+    any), whose clock can be set to a given moment when signing."""
 
     def __init__(self, at: datetime | None = None) -> None:
-        super().__init__(current_app.config["SECRET_KEY"], salt=SALT)
+        super().__init__(oldest_first(), salt=SALT)
         self.at = at
 
     def get_timestamp(self) -> int:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..database import utcnow
 from ..extensions import Model
+from .content import ascii_address
 
 # Each limit feeds the form's validators (and so the page's maxlength), the
 # truncation of what a bot posted, and the column size.
@@ -27,12 +28,13 @@ DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 
 
 def mailbox_key(email: str) -> str:
-    """The mailbox behind an address however it is dressed: case, `+tag`, Gmail's dots.
+    """The mailbox behind an address however it is dressed: case, `+tag`, Gmail's dots, a
+    Unicode or punycode domain.
 
     `Ada+news@Example.com` and `ada@example.com` reach the same person, so the
-    thank-you cap counts them together.
+    thank-you cap counts them together, and erasure and the access export find both.
     """
-    local, at, domain = email.strip().lower().rpartition("@")
+    local, at, domain = ascii_address(email).lower().rpartition("@")
     if not at:
         return email.strip().lower()[:EMAIL_COLUMN]  # a bot's junk, kept for the record only
     local = local.partition("+")[0] or local  # "+tag@" alone has no mailbox part to keep

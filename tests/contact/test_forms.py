@@ -205,3 +205,19 @@ def test_valid_form_stores_every_field_as_typed(client, app):
     assert (submission.name, submission.email, submission.subject) == (
         VALID["name"], VALID["email"], VALID["subject"])
     assert submission.message == VALID["message"]
+
+
+# Over its length limit and holding what a later rule refuses: the length alone is said.
+OVER_THE_LIMIT = [
+    ("name", "Ada\u202e" + "n" * 100, "Use at most 100 characters."),
+    ("email", "\u202e" + "x" * 250 + "@example.com",
+     "An email address has at most 254 characters."),
+    ("subject", "Invoice \u202eFDP.exe " + "s" * 200, "Use at most 200 characters."),
+    ("message", "bell\x07 \u202e" + "m" * 10_000, "Use at most 10,000 characters."),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "words"), OVER_THE_LIMIT)
+def test_a_value_over_its_limit_gets_the_length_error_alone(client, app, field, value, words):
+    """The length bound ends the field's checks: no later rule sees over-long text."""
+    assert refused(client, app, field, value) == [words]

@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
+import functools
 import io
+import random
 import re
+import time
+import tracemalloc
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from upload_samples import (
+    CONTENT_TYPES_HEAD,
+    CONTENT_TYPES_TAIL,
+    DOCX_MAIN,
     MIB,
+    TO_LETTERS,
     VBA_TYPE,
+    content_types_flood,
     docx,
     docx_parts,
+    docx_with,
     encrypted,
     gigabyte_bomb,
+    in_batches,
+    long_attribute,
+    many_entries,
+    nested,
     odt,
     odt_parts,
+    odt_with_content,
+    random_elements,
+    stored_docx,
     understated,
+    word_body,
     zeros_docx,
     zipped,
 )
@@ -213,3 +231,179 @@ def test_no_file_is_written_by_a_check(app):
     checked(app, "letter.docx", docx())
     checked(app, "bomb.docx", gigabyte_bomb())
     assert not Path(app.config["UPLOAD_FOLDER"]).exists()
+
+
+# Structures that cost time or memory out of proportion to the file's size, each under the
+# upload, unpacked and ratio limits: only the limits on structure can refuse them.
+def content_types_of(count: int) -> bytes:
+    """[Content_Types].xml under its size limit, holding `count` Defaults."""
+    entries = in_batches(count, lambda n: f'<Default Extension="e{n}" ContentType="a/b"/>')
+    return docx_with("[Content_Types].xml", [CONTENT_TYPES_HEAD, *entries,
+                                             CONTENT_TYPES_TAIL.format(main=DOCX_MAIN)])
+
+
+def document_of(pieces: list[str]) -> bytes:
+    """A .docx whose body holds these pieces."""
+    return docx_with("word/document.xml", word_body(pieces))
+
+
+def random_text(size: int, seed: int = 3, markup_characters: bool = False) -> str:
+    """`size` random letters and spaces (with `&` and `<` for a CDATA section): text that
+    compresses as real text does, not 1000:1."""
+    letters = random.Random(seed).randbytes(size).translate(TO_LETTERS)
+    return letters.translate(bytes.maketrans(b"qxz", b" &<" if markup_characters else b"   ")
+                             ).decode()
+
+
+def spread_prefixes(count: int) -> bytes:
+    """A body of `count` paragraphs, each declaring a namespace prefix of its own."""
+    return document_of([f'<w:p xmlns:p{n}="urn:x"/>' for n in range(count)])
+
+
+HOSTILE: dict[str, tuple[str, Callable[[], bytes], str]] = {
+    "2 million content-type entries in 9 MB": ("flood.docx", content_types_flood, "too_complex"),
+    "20,000 content-type entries in 1 MiB": (
+        "types.docx", lambda: content_types_of(20_000), "too_complex"),
+    "a body nested 100,000 deep": (
+        "deep.docx", lambda: docx_with("word/document.xml", word_body(nested(100_000))),
+        "too_complex"),
+    "an .odt nested 100,000 deep": ("deep.odt", lambda: odt_with_content(nested(100_000)),
+                                    "too_complex"),
+    "3 million elements": (
+        "many.docx", lambda: docx_with("word/document.xml", word_body(random_elements(3 * 10**6))),
+        "too_complex"),
+    "an attribute of 8 MiB": (
+        "long.docx", lambda: docx_with("word/document.xml", word_body(long_attribute(8))),
+        "too_complex"),
+    "a comment of 1 MiB": ("comment.docx", lambda: document_of(["<!--", random_text(MIB),
+                                                                 "-->"]), "too_complex"),
+    "a million distinct element names": (
+        "names.docx", lambda: docx_with("word/document.xml", word_body(
+            in_batches(10**6, lambda n: f"<e{n}/>"))), "too_complex"),
+    "20,000 distinct attribute names": (
+        "names.docx", lambda: document_of([f'<w:p a{n}=""/>' for n in range(20_000)]),
+        "too_complex"),
+    "12,000 namespace prefixes": ("prefixes.docx", lambda: spread_prefixes(12_000),
+                                  "too_complex"),
+    "100,000 zip entries": ("parts.docx", lambda: many_entries(100_000), "too_many_parts"),
+    "100,000 zip entries declared as 3": (
+        "parts.docx", lambda: many_entries(100_000, declared=3), "too_many_parts"),
+}
+
+
+@functools.cache
+def hostile(name: str) -> bytes:
+    """The sample, built once per test run."""
+    return HOSTILE[name][1]()
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_structure_is_refused_in_plain_words(app, name):
+    filename, _build, reason = HOSTILE[name]
+    sample = hostile(name)
+    assert len(sample) < app.config["CONTACT_MAX_UPLOAD_BYTES"]
+    assert checked(app, filename, sample) == f"refused: {reason}"
+
+
+def timed(app: Flask, filename: str, content: bytes, runs: int = 3) -> tuple[str, float]:
+    """What `check` says of the file, and the least CPU time it takes over `runs` runs (the
+    machine is shared)."""
+    best, outcome = float("inf"), ""
+    for _ in range(runs):
+        started = time.process_time()
+        outcome = checked(app, filename, content)
+        best = min(best, time.process_time() - started)
+    return outcome, best
+
+
+@pytest.mark.parametrize("name", ["2 million content-type entries in 9 MB", "100,000 zip entries",
+                                  "100,000 zip entries declared as 3"])
+def test_hostile_structure_costs_less_than_a_plain_document_as_large(app, name):
+    """Refused before its inner structure is read: cheaper than checking a photo of its size
+    (before the limits, the 9 MB flood took 5 s, the zip entries half a second)."""
+    filename, _build, reason = HOSTILE[name]
+    sample = hostile(name)
+    outcome, plain_seconds = timed(app, "photo.docx", stored_docx(len(sample)))
+    assert outcome == DOCX_TYPE
+    outcome, seconds = timed(app, filename, sample)
+    assert outcome == f"refused: {reason}"
+    assert seconds <= 2 * plain_seconds
+
+
+def test_a_long_token_costs_less_than_plain_text_as_long(app):
+    """An 8 MiB attribute is refused after 256 KiB: cheaper than 8 MiB of text, which expat
+    streams (before the limit expat parsed the growing tag again with every chunk)."""
+    text = document_of(["<w:p><w:r><w:t>", random_text(8 * MIB), "</w:t></w:r></w:p>"])
+    outcome, text_seconds = timed(app, "text.docx", text)
+    assert outcome == DOCX_TYPE
+    outcome, seconds = timed(app, "long.docx", hostile("an attribute of 8 MiB"))
+    assert outcome == "refused: too_complex"
+    assert seconds <= text_seconds
+
+
+def test_elements_past_the_limit_cost_no_more_than_at_the_limit(app):
+    """Counting stops at the limit: 3 million elements cost about what 900,000 do (which
+    are accepted), not three times as much."""
+    under = docx_with("word/document.xml", word_body(random_elements(900_000)))
+    outcome, under_seconds = timed(app, "many.docx", under, runs=2)
+    assert outcome == DOCX_TYPE
+    outcome, over_seconds = timed(app, "many.docx", hostile("3 million elements"), runs=2)
+    assert outcome == "refused: too_complex"
+    assert over_seconds <= 1.6 * under_seconds
+
+
+@pytest.mark.parametrize("name", ["2 million content-type entries in 9 MB",
+                                  "100,000 zip entries declared as 3", "an attribute of 8 MiB",
+                                  "a million distinct element names"])
+def test_hostile_structure_is_checked_in_little_memory(app, name):
+    """Python's allocations (expat's included) peak at a few MiB over a plain document's
+    (the 9 MB flood took about 300 MiB before the limits)."""
+    filename, _build, _reason = HOSTILE[name]
+    sample = hostile(name)
+    plain = stored_docx(len(sample))
+    assert peak_mib(app, filename, sample) < peak_mib(app, "photo.docx", plain) + 8
+
+
+def peak_mib(app: Flask, filename: str, content: bytes) -> float:
+    """The peak of memory allocated while `check` runs, in MiB."""
+    stream = io.BytesIO(content)
+    tracemalloc.start()
+    try:
+        try:
+            check(FileStorage(stream, filename=filename))
+        except UploadRefused:
+            pass
+        return tracemalloc.get_traced_memory()[1] / MIB
+    finally:
+        tracemalloc.stop()
+
+
+LONG_DOCUMENTS = {
+    "a paragraph of 3 MiB": ["<w:p><w:r><w:t>", random_text(3 * MIB), "</w:t></w:r></w:p>"],
+    "a CDATA section of 1 MiB": ["<w:p><w:r><w:t><![CDATA[",
+                                 random_text(MIB, markup_characters=True),
+                                 "]]></w:t></w:r></w:p>"],
+    "an attribute of 200 KiB": ['<w:p w:x="', "1,2 " * 51_200, '"/>'],
+    "tables nested 40 deep": ["<w:tbl><w:tr><w:tc>" * 40, "<w:p/>", "</w:tc></w:tr></w:tbl>" * 40],
+}
+
+
+@pytest.mark.parametrize("pieces", LONG_DOCUMENTS.values(), ids=LONG_DOCUMENTS.keys())
+def test_long_but_plain_documents_are_accepted(app, pieces):
+    assert checked(app, "long.docx", document_of(pieces)) == DOCX_TYPE
+
+
+def markup_lookalikes(size: int) -> bytes:
+    """Text that keeps the markup search busiest without matching: a tag-like start, then
+    event-handler-like words with no `=`."""
+    line = b"<q" + b" onclickxxxxxxxxxxxxxxxxxxxxxxx" * 6 + b"                    \n"
+    return (line * (size // len(line) + 1))[:size]
+
+
+def test_text_check_time_grows_linearly(app):
+    """Ten times the text costs at most about ten times as much (25 allows for noise)."""
+    outcome, short_seconds = timed(app, "notes.txt", markup_lookalikes(MIB // 2))
+    assert outcome == TEXT_TYPE
+    outcome, long_seconds = timed(app, "notes.txt", markup_lookalikes(5 * MIB))
+    assert outcome == TEXT_TYPE
+    assert long_seconds <= 25 * short_seconds

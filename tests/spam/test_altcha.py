@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from datetime import timedelta
 
 import pytest
 from altcha import ChallengeOptionsV1, create_challenge_v1
+from altcha.v1 import verify_solution
 from spam_helpers import LAYERS_ON, fresh_proof, solve
 
 from contact_site.database import utcnow
 from contact_site.extensions import db
 from contact_site.spam.altcha import (
     CHALLENGE_LIFETIME,
+    KEY_SALT,
     MAX_NUMBER,
     check_proof,
     expiry_of,
@@ -152,3 +156,38 @@ def test_new_challenges_take_a_bounded_search(app):
         challenge = new_challenge(utcnow())
     number = json.loads(base64.b64decode(solve(challenge)))["number"]
     assert 0 <= number <= MAX_NUMBER
+
+
+OLD_KEY = "the-key-before-the-rotation-0123456789"
+NEW_KEY = "the-key-after-the-rotation-9876543210"
+
+
+def test_a_challenge_signed_under_a_fallback_key_still_verifies(make_app):
+    """A challenge fetched before a SECRET_KEY change is solved and posted after it."""
+    before = make_app(deliver=False, SECRET_KEY=OLD_KEY, **LAYERS_ON)
+    with before.app_context():
+        payload, spare = fresh_proof(), fresh_proof()
+    forgot = make_app(deliver=False, SECRET_KEY=NEW_KEY, **LAYERS_ON)
+    with forgot.app_context():
+        assert check_proof(spare, utcnow()) == "proof_forged"
+    after = make_app(deliver=False, SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=OLD_KEY,
+                     **LAYERS_ON)
+    with after.app_context():
+        assert check_proof(payload, utcnow()) is None
+        assert check_proof(payload, utcnow()) == "proof_replayed"  # still counted once
+
+
+def test_new_challenges_are_signed_with_the_current_key(make_app):
+    """After the change, challenges are signed with a key derived from SECRET_KEY alone."""
+    after = make_app(deliver=False, SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=OLD_KEY,
+                     **LAYERS_ON)
+    with after.app_context():
+        payload = fresh_proof()
+        assert hmac_key() == hmac_key(NEW_KEY) != hmac_key(OLD_KEY)
+    assert verify_solution(payload, hmac_key_of(NEW_KEY))[0]
+    assert not verify_solution(payload, hmac_key_of(OLD_KEY))[0]
+
+
+def hmac_key_of(secret: str) -> bytes:
+    """The challenges' key for `secret`, computed here as the module documents it."""
+    return hmac.new(secret.encode(), KEY_SALT, hashlib.sha256).digest()

@@ -99,3 +99,32 @@ def test_the_token_holds_no_data_but_its_time(app):
         value, timestamp, signature = issue_form_time().split(".")
     assert value == "served"
     assert timestamp and signature
+
+
+OLD_KEY = "the-key-before-the-rotation-0123456789"
+NEW_KEY = "the-key-after-the-rotation-9876543210"
+
+
+def test_a_token_signed_under_a_fallback_key_still_verifies(make_app):
+    """A page served before a SECRET_KEY change posts after it, with the old key a fallback."""
+    before = make_app(deliver=False, SECRET_KEY=OLD_KEY, **LAYERS_ON)
+    with before.app_context():
+        token = served_ago(60)
+    after = make_app(deliver=False, SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=OLD_KEY,
+                     **LAYERS_ON)
+    with after.app_context():
+        assert check_form_time(token, utcnow()) is None
+    forgot = make_app(deliver=False, SECRET_KEY=NEW_KEY, **LAYERS_ON)
+    with forgot.app_context():
+        assert check_form_time(token, utcnow()) == "time_tampered"
+
+
+def test_new_tokens_are_signed_with_the_current_key(make_app):
+    """After the change, tokens are signed with SECRET_KEY alone, never with a fallback."""
+    after = make_app(deliver=False, SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=OLD_KEY,
+                     **LAYERS_ON)
+    with after.app_context():
+        token = served_ago(60)
+    value, _, signature = token.rpartition(".")
+    assert TimestampSigner(NEW_KEY, salt=SALT).verify_signature(value, signature)
+    assert not TimestampSigner(OLD_KEY, salt=SALT).verify_signature(value, signature)
