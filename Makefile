@@ -29,8 +29,10 @@ run: install
 	$(BIN)/flask --app contact_site --debug init-db
 	$(BIN)/flask --app contact_site --debug run --host 127.0.0.1 --port 5000
 
+# Four workers: the suite mostly waits (SMTP delays, leases, gunicorn and Celery starts), so
+# it overlaps well even on two cores; tests/conftest.py keeps each module on one worker.
 test: install system-packages
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4 --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check .

@@ -98,10 +98,11 @@ def worker_int(worker: Any) -> None:
     """SIGINT or SIGQUIT (a quick stop): ask delivery to give its claims back now."""
     from flask import Flask
 
+    from contact_site import runtime
     from contact_site.delivery.backend import backend_of
 
     app = getattr(worker, "wsgi", None)
-    if isinstance(app, Flask) and app.extensions.get("contact_started"):
+    if isinstance(app, Flask) and runtime.state(app).started:
         backend_of(app).stop(timeout=0)
 
 
@@ -109,8 +110,9 @@ def worker_exit(server: Any, worker: Any) -> None:
     """A worker that stops gives its unsent claims back, and waits for that before exiting."""
     from flask import Flask
 
+    from contact_site import runtime
     from contact_site.delivery.backend import backend_of
 
     app = getattr(worker, "wsgi", None)
-    if isinstance(app, Flask) and app.extensions.get("contact_started"):
+    if isinstance(app, Flask) and runtime.state(app).started:
         backend_of(app).stop(timeout=15)  # the mail in hand is abandoned after 10 s

@@ -29,8 +29,8 @@ from contact_site.schema import upgrade_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the benchmarks reuse the test suite's helpers
-from conftest import postgres_schema  # noqa: E402
-from records_helpers import bulk  # noqa: E402
+from support.databases import postgres_schema  # noqa: E402
+from support.factories import insert_submissions  # noqa: E402
 
 MIB = 2**20
 # About what a real message weighs: a couple of paragraphs.
@@ -68,8 +68,9 @@ def run(database_url: str, folder: Path, rows: int) -> None:
             db.session.execute(db.text("DELETE FROM submission"))
             db.session.commit()
         for start in range(0, count, 5000):  # in batches: one INSERT of 20,000 rows is heavy
-            bulk(app, min(5000, count - start), message=MESSAGE, apart=timedelta(minutes=1),
-                 created_at=utcnow() - start * timedelta(minutes=1))
+            insert_submissions(app, min(5000, count - start), message=MESSAGE,
+                               apart=timedelta(minutes=1),
+                               created_at=utcnow() - start * timedelta(minutes=1))
         for name, chunks in (("csv", export.csv_chunks), ("json", export.json_chunks)):
             peak, size, elapsed = measure(app, chunks)
             print(f"{app.config['SQLALCHEMY_DATABASE_URI'].split(':')[0]:10} {name:4} "

@@ -110,7 +110,7 @@ def product_env(folder: Path, sink_port: int,
         # The load generator solves no proof of work and posts at once; with these on,
         # every submission would be suspect (no thank-you mail) or spam (no mail).
         "CONTACT_PROOF_OF_WORK": "off", "CONTACT_MIN_FILL_SECONDS": "0",
-        "HOME": str(folder),  # gunicorn's control socket: one per instance (TRAPS.md)
+        "HOME": str(folder),  # gunicorn's control socket: one per instance (docs/stack-pitfalls.md)
     })
     env.update(settings or {})
     return env
@@ -219,7 +219,7 @@ def queue_for_drain(folder: Path, sink_port: int, submissions: int) -> None:
         "import sys; sys.path.insert(0, 'tests')\n"
         "from contact_site import create_app\n"
         "from contact_site.schema import upgrade_schema\n"
-        "from delivery_helpers import queue_submissions\n"
+        "from support.factories import queue_submissions\n"
         "app = create_app()\n"
         "upgrade_schema(app)\n"
         f"queue_submissions(app, {submissions}, thank_you=True)\n"
@@ -415,7 +415,7 @@ def load_runs(app: str, sink: Sink, delay: float, concurrencies: list[int],
 
 
 SERVER_SCRIPT = (
-    "import sys; sys.path.insert(0, 'tests'); from smtp_server import SMTPTestServer;"
+    "import sys; sys.path.insert(0, 'tests'); from support.smtp_server import SMTPTestServer;"
     "s = SMTPTestServer(); s.start(); print(s.port, flush=True); sys.stdin.read(); s.close()"
 )
 
@@ -442,12 +442,11 @@ def peak_memory(port: int, size: int) -> tuple[int, float]:
 
     Only this process is traced: the SMTP server at `port` must run in another.
     """
-    from delivery_helpers import queue_submissions
-
     from contact_site import create_app
     from contact_site.delivery import outbox, worker
     from contact_site.extensions import db
     from contact_site.schema import upgrade_schema
+    from support.factories import queue_submissions
 
     with tempfile.TemporaryDirectory() as folder:
         app = create_app({

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from smtp_server import FAILING_MODES, SMTPTestServer  # noqa: E402
+from support.smtp_server import FAILING_MODES, SMTPTestServer  # noqa: E402
 
 
 class CountingSink(SMTPTestServer):

@@ -229,13 +229,13 @@ SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "DEV_MAILBOX_PORT": (1025, _integer(1, 65535)),
     "LOG_LEVEL": ("INFO", _log_level),
     "HEALTHZ_TOKEN": (None, _text),  # Bearer token for /healthz's details; unset: loopback only
-    # Retention (SPEC §4, §10); 0 keeps for ever.
+    # Retention (docs/privacy.md); 0 keeps for ever.
     "CONTACT_RETENTION_DAYS": (180, _integer(0, 36500)),
     "CONTACT_UPLOAD_RETENTION_DAYS": (30, _integer(0, 36500)),
     "CONTACT_SPAM_RETENTION_DAYS": (14, _integer(0, 36500)),
     "CONTACT_LANGUAGES": ("en,zh", _languages),
     "CONTACT_OWNER_LANGUAGE": (None, _text),
-    # Spam defence (SPEC §12).
+    # Spam defence (docs/spam-verdicts.md).
     "CONTACT_MIN_FILL_SECONDS": (3, _integer(0, 3600)),
     "CONTACT_PROOF_OF_WORK": ("altcha", _proof_of_work),
     "CONTACT_MAX_LINKS": (3, _integer(0, 1000)),

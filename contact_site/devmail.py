@@ -16,6 +16,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
 
+from .app_state import state_of
 from .database import utcnow
 from .private_files import make_private_folder, write_private
 
@@ -23,6 +24,18 @@ log = logging.getLogger("contact_site.devmail")
 bp = Blueprint("devmail", __name__, url_prefix="/dev/mailbox")
 MAIL_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{32}")
 _controllers: dict[str, Controller] = {}
+
+
+@dataclass
+class DevMailboxState:
+    """Whether this process started the sink: the pages answer only then."""
+
+    started: bool = False
+
+
+def state(app: Flask) -> DevMailboxState:
+    """The app's dev mailbox state in this process."""
+    return state_of(app, DevMailboxState)
 
 
 class SaveToFolder:
@@ -66,7 +79,7 @@ def start_sink(app: Flask) -> bool:
 def start(app: Flask) -> None:
     """Capture this process's mail: the sink, and MAIL_SERVER pointed at it unless set."""
     start_sink(app)
-    app.extensions["contact_devmail"] = True
+    state(app).started = True
     if "MAIL_SERVER" not in app.config["CONTACT_EXPLICIT_SETTINGS"]:
         app.config["MAIL_SERVER"], app.config["MAIL_PORT"] = "127.0.0.1", app.config[
             "DEV_MAILBOX_PORT"]
@@ -160,7 +173,7 @@ def attachment(mail_id: str, index: int) -> Any:
     return response
 
 
-def is_loopback(address: str | None) -> bool:
+def is_loopback_client(address: str | None) -> bool:
     """127.0.0.0/8, ::1 and their IPv4-mapped form; anything unparsable is not."""
     try:
         ip = ipaddress.ip_address(address or "")
@@ -185,13 +198,13 @@ def is_direct_loopback(environ: dict[str, Any]) -> bool:
     if any(name in environ for name in FORWARDING_HEADERS):
         return False
     original = environ.get("werkzeug.proxy_fix.orig") or environ
-    return is_loopback(original.get("REMOTE_ADDR"))
+    return is_loopback_client(original.get("REMOTE_ADDR"))
 
 
 @bp.before_request
 def only_where_started() -> None:
     """The pages exist only in a process whose sink was started, and only for local users."""
-    if not current_app.extensions.get("contact_devmail"):
+    if not state(current_app).started:
         abort(404)
     if not is_direct_loopback(request.environ):
         abort(404)

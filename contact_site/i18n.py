@@ -1,4 +1,4 @@
-"""Languages (SPEC §11): which one a request is answered in, and the catalogues behind it.
+"""Languages (docs/languages.md): which one a request is answered in, and the catalogues behind it.
 
 Visitors get `?lang=` (remembered in a cookie), then the cookie, then their
 browser's Accept-Language, then the first of CONTACT_LANGUAGES. The console and
@@ -74,7 +74,7 @@ def _requested() -> str | None:
 
 
 def select_locale() -> str:
-    """The language of this request (SPEC §11)."""
+    """The language of this request (docs/languages.md)."""
     if not has_request_context():
         return languages()[0]
     if request.blueprint == CONSOLE_BLUEPRINT:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 import click
 from click.core import ParameterSource
@@ -17,6 +18,7 @@ from flask import Flask, current_app, request
 from flask.cli import run_command
 
 from . import devmail
+from .app_state import state_of
 from .config import ConfigError
 from .delivery.backend import backend_of
 from .schema import upgrade_schema
@@ -24,11 +26,24 @@ from .schema import upgrade_schema
 log = logging.getLogger("contact_site")
 
 
+@dataclass
+class RuntimeState:
+    """Whether this process has started its share of the work for the app."""
+
+    started: bool = False
+
+
+def state(app: Flask) -> RuntimeState:
+    """The app's runtime state in this process."""
+    return state_of(app, RuntimeState)
+
+
 def start_process(app: Flask, *, dev_server: bool = False) -> None:
     """Upgrade the schema, start in-process delivery, and the dev mailbox on the dev server."""
-    if app.extensions.get("contact_started"):
+    process = state(app)
+    if process.started:
         return
-    app.extensions["contact_started"] = True
+    process.started = True
     development = dev_server and app.debug
     if not development:
         leave_development_mode(app)
@@ -75,7 +90,7 @@ def _start_at_first_request() -> None:
     """A server with no start-up step of its own (`flask run`, gunicorn started outside the
     project folder, so without gunicorn.conf.py) starts this process at its first request."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    if not app.extensions.get("contact_started") and _on_a_server():
+    if not state(app).started and _on_a_server():
         start_process(app, dev_server=_on_development_server())
 
 

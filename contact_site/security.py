@@ -1,9 +1,13 @@
-"""Security headers on every answer, CSRF protection and rate limits on every POST."""
+"""Security headers on every answer, CSRF protection and rate limits on every POST.
+
+It owns the app's session interface too: the public cookie, plus the areas given a
+cookie of their own with `own_session_under` (the console's, under /admin).
+"""
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask, Request, Response, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import ratelimit
@@ -32,12 +36,52 @@ def add_security_headers(response: Response) -> Response:
     return response
 
 
-class SessionInterface(SecureCookieSessionInterface):
+class CookieSessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie session, marked Secure whenever the request came over HTTPS."""
 
     def get_cookie_secure(self, app: Flask) -> bool:
         """Secure over HTTPS (or when configured), so the cookie never leaks to plain HTTP."""
         return bool(app.config["SESSION_COOKIE_SECURE"] or (request and request.is_secure))
+
+
+def is_under(path: str, prefix: str) -> bool:
+    """True for `prefix` itself and every path below it."""
+    return path == prefix or path.startswith(prefix + "/")
+
+
+class SessionInterface(CookieSessionInterface):
+    """The app's one session interface: the public cookie, or the cookie of the path's area."""
+
+    def __init__(self) -> None:
+        self.areas: dict[str, CookieSessionInterface] = {}
+
+    def area_of(self, path: str) -> CookieSessionInterface | None:
+        """The interface of the area `path` lies in; None on the public pages."""
+        return next((area for prefix, area in self.areas.items() if is_under(path, prefix)),
+                    None)
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        """Read the cookie of the request's area (or the public one)."""
+        area = self.area_of(request.path)
+        if area is not None:
+            return area.open_session(app, request)
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        """Write the cookie of the request's area (or the public one)."""
+        area = self.area_of(request.path) if request else None
+        if area is not None:
+            area.save_session(app, session, response)
+        else:
+            super().save_session(app, session, response)
+
+
+def own_session_under(app: Flask, prefix: str, interface: CookieSessionInterface) -> None:
+    """Give the paths under `prefix` a session cookie of their own, kept by `interface`."""
+    sessions = app.session_interface
+    if not isinstance(sessions, SessionInterface):
+        raise RuntimeError("security.init_app must run first: it owns the session interface")
+    sessions.areas[prefix] = interface
 
 
 def trust_proxy(app: Flask) -> None:

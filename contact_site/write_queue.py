@@ -19,13 +19,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from flask import Flask, current_app
 from sqlalchemy.engine import URL
 
+from .app_state import state_of
 from .private_files import open_private
 
-EXTENSION = "contact_write_queue"
 POLL_SECONDS = 0.0005
 
 
@@ -77,10 +78,22 @@ class WriteQueue:
         return self._fd
 
 
+@dataclass
+class WriteQueueState:
+    """The app's write queue: a file-backed SQLite database has one, others none."""
+
+    queue: WriteQueue | None = None
+
+
+def queue_of(app: Flask) -> WriteQueue | None:
+    """The app's write queue; None where writers need none (PostgreSQL, SQLite in memory)."""
+    return state_of(app, WriteQueueState).queue
+
+
 @contextmanager
 def writing() -> Iterator[None]:
     """Hold this database's write turn for the block (nothing to wait for on PostgreSQL)."""
-    queue: WriteQueue | None = current_app.extensions.get(EXTENSION)
+    queue = queue_of(current_app)
     held = queue is not None and queue.acquire()
     try:
         yield
@@ -92,4 +105,4 @@ def writing() -> Iterator[None]:
 def init_app(app: Flask, url: URL, timeout: float) -> None:
     """Give a file-backed SQLite database its queue (its lock file is `<database>-writers`)."""
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        app.extensions[EXTENSION] = WriteQueue(f"{url.database}-writers", timeout)
+        state_of(app, WriteQueueState).queue = WriteQueue(f"{url.database}-writers", timeout)

@@ -1,4 +1,4 @@
-/* ALTCHA solver (SPEC §12), run as a Web Worker by altcha.js: finds the number n in
+/* ALTCHA solver (docs/spam-verdicts.md), run as a Web Worker by altcha.js: finds the number n in
    0..maxnumber with SHA-256(salt + n) == challenge and posts {number} back
    ({number: null} when there is none, or the browser cannot hash). */
 'use strict';

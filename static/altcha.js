@@ -1,4 +1,4 @@
-/* Proof of work for #contact-form (SPEC §12): fetches a challenge from /altcha while the
+/* Proof of work for #contact-form (docs/spam-verdicts.md): fetches a challenge from /altcha while the
    visitor types, solves it in a Web Worker (altcha-worker.js) and puts the base64 JSON
    solution in the form's hidden `altcha` field. Nothing is shown, nothing waits for it:
    without it the message still reaches the owner, marked suspect. */

@@ -7,6 +7,7 @@ function-level import is a cycle put off until run time, not a cycle avoided.
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -149,6 +150,59 @@ def edges_into(graph: Graph, sources_prefix: str, forbidden: Iterable[str]) -> l
 
 GRAPH = import_graph()
 
+REPOSITORY = ROOT.parent
+# What git, tools and runs keep in the folder: not files of the repository.
+GENERATED_ANYWHERE = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"}
+GENERATED_AT_THE_TOP = {".git", ".venv", "test-output", "instance", "uploads"}
+# Pointers at documents outside the repository, spelled in pieces so this file has none.
+OUTSIDE_POINTERS = ("SPEC " + "\u00a7", "TRAPS" + ".md", ".." + "/shared")
+# Flask extensions name their own state in app.extensions; the app's own state is typed
+# (contact_site/app_state.py), never a string key.
+THIRD_PARTY_EXTENSIONS = {"mail", "sqlalchemy", "babel", "celery", "migrate", "csrf"}
+EXTENSIONS_METHODS = {"get", "setdefault", "pop", "__getitem__", "__setitem__"}
+
+
+def repository_files(root: Path = REPOSITORY) -> list[Path]:
+    """Every file of the repository, without what tools and test runs generate."""
+    found: list[Path] = []
+    for folder, subfolders, files in os.walk(root):
+        skipped = GENERATED_ANYWHERE | (GENERATED_AT_THE_TOP if Path(folder) == root else set())
+        subfolders[:] = [name for name in subfolders if name not in skipped]
+        found.extend(Path(folder) / name for name in files)
+    return sorted(found)
+
+
+def outside_pointers(path: Path, root: Path = REPOSITORY) -> list[str]:
+    """'path:line: text' for each line of the file that points outside the repository."""
+    data = path.read_bytes()
+    if not any(pointer.encode() in data for pointer in OUTSIDE_POINTERS):
+        return []
+    lines = data.decode(errors="replace").splitlines()
+    return [f"{path.relative_to(root)}:{number}: {line.strip()}"
+            for number, line in enumerate(lines, 1)
+            if any(pointer in line for pointer in OUTSIDE_POINTERS)]
+
+
+def extensions_keys(source: str) -> list[str | None]:
+    """The keys `source` reads or writes in some `….extensions` (None: not a string literal)."""
+    keys: list[str | None] = []
+    for node in ast.walk(ast.parse(source)):
+        key: ast.expr | None = None
+        if isinstance(node, ast.Subscript) and _is_extensions(node.value):
+            key = node.slice
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in EXTENSIONS_METHODS and _is_extensions(node.func.value)):
+            key = node.args[0] if node.args else None
+        else:
+            continue
+        literal = isinstance(key, ast.Constant) and isinstance(key.value, str)
+        keys.append(key.value if literal else None)
+    return keys
+
+
+def _is_extensions(node: ast.expr) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "extensions"
+
 
 def test_the_graph_sees_every_module_and_function_level_imports():
     """The parser reads the whole package, function-level imports included."""
@@ -215,3 +269,42 @@ def test_only_the_entry_points_import_the_package_itself():
     """contact_site/__init__.py (create_app) is imported by wsgi.py and celery_app.py only."""
     importers = sorted(source for source, targets in GRAPH.items() if PACKAGE in targets)
     assert set(importers) <= ENTRY_POINTS, importers
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ('app.extensions["mail"]', ["mail"]),
+    ('current_app.extensions.get("contact_started")', ["contact_started"]),
+    ("app.extensions.setdefault(key, kind())", [None]),
+    ('app.extensions["celery"] = celery_app', ["celery"]),
+    ("app.config.get('DEBUG')", []),
+], ids=["subscript", "get", "computed-key", "assignment", "not-extensions"])
+def test_extensions_keys_are_found(source, expected):
+    """Reads and writes of app.extensions are found, with their key when it is a literal."""
+    assert extensions_keys(source) == expected
+
+
+def test_the_apps_own_state_is_typed_not_a_string_key():
+    """Only third-party extensions keep string keys in app.extensions; the app's own state
+    goes through contact_site/app_state.py (one dataclass per concern)."""
+    misused = sorted(f"{module}: {key!r}" for module, (source, _) in sources().items()
+                     for key in extensions_keys(source)
+                     if key not in THIRD_PARTY_EXTENSIONS
+                     and not (key is None and module == f"{PACKAGE}.app_state"))
+    assert misused == []
+
+
+def test_outside_pointers_are_found(tmp_path):
+    """A pointer is found in any line of a file; a clean file and generated folders are not."""
+    (tmp_path / "cited.md").write_text("fine\nsee " + OUTSIDE_POINTERS[1] + "\n")
+    (tmp_path / "clean.md").write_text("see docs/guarantees.md\n")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "cited.pyc").write_text(OUTSIDE_POINTERS[0])
+    found = [hit for path in repository_files(tmp_path) for hit in outside_pointers(path, tmp_path)]
+    assert found == [f"cited.md:2: see {OUTSIDE_POINTERS[1]}"]
+
+
+def test_the_repository_stands_alone():
+    """No file points at documents outside the repository: code, tests, templates and the
+    README cite README.md or docs/*.md instead."""
+    found = [hit for path in repository_files() for hit in outside_pointers(path)]
+    assert found == []

@@ -1,4 +1,5 @@
-"""The gettext catalogues (SPEC §11): complete, consistent with the sources, and compilable."""
+"""The gettext catalogues (docs/languages.md): complete, consistent with the sources,
+and compilable."""
 
 from __future__ import annotations
 

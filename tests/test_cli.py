@@ -14,16 +14,6 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import database_params, post_form
-from delivery_helpers import (
-    FLASK,
-    PROJECT_ROOT,
-    deliver_now,
-    queue_submissions,
-    row,
-    statuses,
-    worker_env,
-)
 from sqlalchemy import update
 
 from contact_site.admin.auth import User
@@ -31,17 +21,19 @@ from contact_site.database import utcnow
 from contact_site.delivery.models import OutboxMail
 from contact_site.extensions import db
 from contact_site.submissions.models import Submission
+from support.databases import database_params
+from support.factories import queue_submissions
+from support.forms import post_form
+from support.outbox import deliver_now, row, statuses
+from support.processes import FLASK, PROJECT_ROOT, worker_env
+
+# An app without a delivery thread: the commands under test do the work.
+pytestmark = [pytest.mark.manual_delivery, pytest.mark.each_database]
 
 # Clear the screen, retitle the window (OSC ... BEL), CSI as one C1 character, a
 # right-to-left override and an isolate, a carriage return to overwrite the line, a tab.
 HOSTILE = "Hi\x1b[2J\x1b]0;pwned\x07 \x9b31m \u202egnp.exe\u2066 \rfake\tx"
 HOSTILE_SHOWN = "Hi\\x1b[2J\\x1b]0;pwned\\x07 \\x9b31m \\u202egnp.exe\\u2066 \\rfake\\tx"
-
-
-@pytest.fixture
-def app(manual_app):
-    """An app without a delivery thread: the commands under test do the work."""
-    return manual_app
 
 
 def flask(app, *args: str, **settings: object) -> subprocess.CompletedProcess[str]:

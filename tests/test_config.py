@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import base_config
 
 from contact_site import create_app
 from contact_site.config import ConfigError, parse_recipients
+from support.settings import base_config
 
 BAD_SETTINGS = [
     ("MAIL_PORT", "smtp", "MAIL_PORT must be a whole number"),

@@ -8,19 +8,19 @@ import re
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import PDF_BYTES_FOR_TESTS, base_config, form_tokens, post_form
-from delivery_helpers import wait_until
 from sqlalchemy import func, select
 
 from contact_site import create_app
 from contact_site.extensions import db
 from contact_site.submissions.models import Submission
+from support.databases import sqlite_file, sqlite_locked
+from support.forms import PDF_BYTES_FOR_TESTS, form_tokens, post_form
+from support.settings import base_config
+from support.waiting import wait_until
 
 ANSWER_WITHIN_SECONDS = 10
 NOT_SENT = "Nothing was sent. Please try again in a moment."
@@ -28,19 +28,6 @@ NOT_SENT = "Nothing was sent. Please try again in a moment."
 TYPED = {"name": "Zebediah Quux", "email": "zebediah.quux@example.com",
          "subject": "Subject-7f3a9c", "message": "Message-body-4e8d1b, second sentence."}
 CLIENT_IP = "203.0.113.77"
-
-
-@contextmanager
-def sqlite_locked(path: Path) -> Iterator[sqlite3.Connection]:
-    """Another connection holds the database's write lock (BEGIN EXCLUSIVE) until the block ends."""
-    # Waits for the lock itself: the app's delivery thread may be writing at that moment.
-    holder = sqlite3.connect(path, isolation_level=None, timeout=10)
-    try:
-        holder.execute("BEGIN EXCLUSIVE")
-        yield holder
-        holder.execute("ROLLBACK")
-    finally:
-        holder.close()
 
 
 def client_at(app, address: str = CLIENT_IP):
@@ -69,10 +56,6 @@ def stored_submissions(path: Path) -> int:
         return int(reader.execute("SELECT count(*) FROM submission").fetchone()[0])
 
 
-def sqlite_file(app) -> Path:
-    return Path(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///"))
-
-
 @pytest.mark.parametrize("limit", ["5 per minute;50 per day", "off"],
                          ids=["rate limit counted in the database", "rate limit off"])
 def test_locked_sqlite_answers_503_in_time_with_the_inputs_kept(make_app, caplog, limit):
@@ -99,8 +82,8 @@ def test_locked_sqlite_answers_503_in_time_with_the_inputs_kept(make_app, caplog
     assert_logs_hold_no_value(logged)
 
 
-def test_locked_sqlite_answers_json_503(make_app):
-    app = make_app(deliver=False)
+@pytest.mark.manual_delivery
+def test_locked_sqlite_answers_json_503(app):
     client = app.test_client()
     tokens = form_tokens(client)
     with sqlite_locked(sqlite_file(app)):
@@ -109,9 +92,8 @@ def test_locked_sqlite_answers_json_503(make_app):
     assert response.get_json() == {"error": NOT_SENT}
 
 
-def test_after_unlocking_the_same_form_sends_once(make_app, smtp_server):
+def test_after_unlocking_the_same_form_sends_once(app, smtp_server):
     """The 503 page's form, sent again once the lock is gone: one submission, two mails."""
-    app = make_app()
     client = app.test_client()
     tokens = form_tokens(client)
     with sqlite_locked(sqlite_file(app)):

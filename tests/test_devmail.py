@@ -5,21 +5,14 @@ from __future__ import annotations
 import io
 import re
 import smtplib
-import socket
 import time
 from pathlib import Path
 
 import pytest
-from conftest import PDF_BYTES_FOR_TESTS, post_form
 
 from contact_site import devmail
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from support.forms import PDF_BYTES_FOR_TESTS, post_form
+from support.processes import free_port
 
 
 @pytest.fixture

@@ -11,20 +11,22 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from conftest import VALID
-from delivery_helpers import (
-    FLASK,
-    PROJECT_ROOT,
-    form_page,
-    free_port,
-    start_gunicorn,
-    stop_process,
-    wait_until,
-    worker_env,
-)
 
 from contact_site import devmail
 from contact_site.runtime import start_process
+from support.forms import VALID, form_page
+from support.processes import (
+    FLASK,
+    PROJECT_ROOT,
+    free_port,
+    start_gunicorn,
+    stop_process,
+    worker_env,
+)
+from support.waiting import wait_until
+
+# The test's view of the database; the servers under test deliver, not this app.
+pytestmark = pytest.mark.manual_delivery
 
 # Spam checks of their own would make a scripted, instant POST spam (§12): off here.
 NO_SPAM_CHECKS = {"CONTACT_MIN_FILL_SECONDS": 0, "CONTACT_PROOF_OF_WORK": "off"}
@@ -106,12 +108,6 @@ def listening(port: int) -> bool:
     except OSError:
         return False
     return True
-
-
-@pytest.fixture
-def app(make_app):
-    """The test's view of the database; the servers under test deliver, not this app."""
-    return make_app(deliver=False)
 
 
 @pytest.mark.timeout(90)

@@ -1,6 +1,6 @@
 """Every file the product writes is readable by its own user alone, whatever the umask: the
 database with its -wal and -shm, the development key, uploads, exports, captured mails and
-lock files are 0600, their folders 0700 (SPEC §8, §21; issue 19).
+lock files are 0600, their folders 0700 (docs/guarantees.md, "Private files").
 
 A copy of the project folder without instance/ is deployed as on a new host, under umask
 022 (the usual default) and 000: `init-db`, a message with a file posted to gunicorn, an
@@ -16,21 +16,20 @@ import re
 import shutil
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import PDF_BYTES_FOR_TESTS, RECIPIENTS
-from delivery_helpers import GUNICORN, free_port, stop_process, wait_until
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
-from smtp_server import SMTPTestServer
+from support.forms import PDF_BYTES_FOR_TESTS
+from support.processes import FLASK, GUNICORN, PROJECT_ROOT, free_port, stop_process
+from support.settings import RECIPIENTS
+from support.smtp_server import SMTPTestServer
+from support.waiting import wait_until
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-FLASK = str(Path(sys.executable).with_name("flask"))
 SHARED = ("templates", "static", "translations", "migrations", "gunicorn.conf.py")
 HIDDEN = re.compile(r'name="(csrf_token|submission_key)" type="hidden" value="([^"]+)"')
 DATABASE = "contact_site.sqlite"

@@ -12,27 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from delivery_helpers import (
-    GUNICORN,
-    PROJECT_ROOT,
-    form_page,
-    free_port,
-    start_gunicorn,
-    stop_process,
-    wait_until,
-    worker_env,
-)
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
 from contact_site.extensions import db
 from contact_site.submissions.models import Submission
+from support.forms import form_page
+from support.processes import (
+    GUNICORN,
+    PROJECT_ROOT,
+    free_port,
+    start_gunicorn,
+    stop_process,
+    worker_env,
+)
+from support.waiting import wait_until
 
-
-@pytest.fixture
-def app(make_app):
-    """The test's own view of the database, with no delivery of its own."""
-    return make_app(deliver=False)
+# The test's own view of the database, with no delivery of its own.
+pytestmark = pytest.mark.manual_delivery
 
 
 @pytest.mark.timeout(60)
@@ -84,8 +81,9 @@ def _trickle(port: int, head: bytes, body: bytes, seconds: float) -> bytes:
 
 @pytest.mark.timeout(90)
 def test_a_slow_upload_through_the_production_config_is_stored_intact(app, gunicorn):
-    """1 MiB trickled over about 35 s, with a worker timeout of 10 s: 303, file intact."""
-    _process, log, port = gunicorn("--timeout", "10", DELIVERY_POLL_SECONDS=60)
+    """1 MiB trickled over about 15 s, three times the worker timeout of 5 s: 303, file
+    intact."""
+    _process, log, port = gunicorn("--timeout", "5", DELIVERY_POLL_SECONDS=60)
     cookie, tokens = form_page(port)
     data = b"".join(b"line %06d of a slow upload\r\n" % n for n in range(40000))[:2**20]
     fields = MultiDict({"recipient": "sales", "name": "Ada Lovelace", "email": "ada@example.com",
@@ -97,7 +95,7 @@ def test_a_slow_upload_through_the_production_config_is_stored_intact(app, gunic
     head = (f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n"
             f"Accept: text/html\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-    answer = _trickle(port, head, body, seconds=35)
+    answer = _trickle(port, head, body, seconds=15)
     assert answer.startswith(b"HTTP/1.1 303"), answer[:300]
     with app.app_context():
         (stored,) = db.session.scalars(db.select(Submission)).all()

@@ -1,6 +1,7 @@
 """Rotating SECRET_KEY loses nothing in flight: with the old key in SECRET_KEY_FALLBACKS, a page
 served before the change posts after it and is delivered, the owner stays signed in, and a
-message seen before the change is still a duplicate (SPEC §21; issue 19).
+message seen before the change is still a duplicate (docs/guarantees.md, "Secrets only from
+the environment").
 
 The end-to-end cases run gunicorn as an operator does, stop it, and start it again with the
 new key, against the real SMTP test server; each also runs without the fallback, where the
@@ -20,11 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from admin_helpers import create_owner
-from conftest import base_config, form_tokens, post_form
-from delivery_helpers import start_gunicorn, stop_process
 from flask import Flask
-from spam_helpers import LAYERS_ON, solve
 from sqlalchemy import select
 
 from contact_site import create_app
@@ -33,6 +30,11 @@ from contact_site.delivery.models import OutboxMail
 from contact_site.extensions import db
 from contact_site.keys import secret_keys
 from contact_site.submissions.models import Submission
+from support.admin import create_owner
+from support.forms import form_tokens, post_form
+from support.processes import start_gunicorn, stop_process
+from support.settings import base_config
+from support.spam import LAYERS_ON, solve
 
 OLD_KEY = "the-key-before-the-rotation-0123456789"
 NEW_KEY = "the-key-after-the-rotation-9876543210"

@@ -1,4 +1,5 @@
-"""The site in the visitor's language (SPEC §11), end to end: pages, answers, error pages, mails.
+"""The site in the visitor's language (docs/languages.md), end to end: pages, answers, error
+pages, mails.
 
 English and Chinese, the language chosen by `?lang=` (then remembered), the cookie,
 Accept-Language or the default; mails received by the real SMTP test server and parsed;
@@ -17,17 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PDF_BYTES_FOR_TESTS, form_tokens, post_form, skip_or_fail
-from delivery_helpers import deliver_now
 from flask import Flask
 from flask.testing import FlaskClient
-from test_database_trouble import sqlite_file, sqlite_locked
 from werkzeug.datastructures import MultiDict
 
 from contact_site.admin.forms import EraseForm
 from contact_site.extensions import db
 from contact_site.submissions.models import Submission
-from smtp_server import SMTPTestServer
+from support.databases import sqlite_file, sqlite_locked
+from support.forms import PDF_BYTES_FOR_TESTS, form_tokens, post_form
+from support.outbox import deliver_now
+from support.settings import skip_or_fail
+from support.smtp_server import SMTPTestServer
 
 # What each language says where a test looks; each phrase from the catalogue, as shown.
 WORDS = {
@@ -62,12 +64,12 @@ WORDS = {
 }
 LANGUAGES = list(WORDS)
 ACCEPT = {"en": "en-GB,en;q=0.9", "zh": "zh-CN,zh;q=0.9,en;q=0.4"}
-# Settings that keep the spam checks (SPEC §12) from holding back the thank-you mail.
+# Settings that keep the spam checks (docs/spam-verdicts.md) from holding back the thank-you mail.
 PLAIN_POSTS = {"CONTACT_PROOF_OF_WORK": "off", "CONTACT_MIN_FILL_SECONDS": 0}
 
 
 def choose(client: FlaskClient, how: str, language: str) -> None:
-    """Make the client's later requests ask for `language` in one of SPEC §11's ways."""
+    """Make the client's later requests ask for `language` in a way docs/languages.md lists."""
     if how == "query":  # the answer's cookie carries the choice to the next pages
         assert client.get(f"/?lang={language}").status_code == 200
     elif how == "cookie":

@@ -6,28 +6,21 @@ import logging
 import re
 
 import pytest
-from delivery_helpers import (
-    flask_command,
-    queue_submissions,
-    start_gunicorn,
-    statuses,
-    wait_until,
-    worker_env,
-)
 
 from contact_site import create_app
 from contact_site.config import ConfigError
 from contact_site.logs import LOGGER, StderrHandler
+from support.factories import queue_submissions
+from support.outbox import statuses
+from support.processes import flask_command, start_gunicorn, worker_env
+from support.waiting import wait_until
+
+# The test's own view of the database, with no delivery of its own.
+pytestmark = pytest.mark.manual_delivery
 
 ATTEMPT_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO contact_site\.delivery \[\d+\] "
     r"mail (\d+) attempt 1 sent reply='250' in [\d.]+s$", re.M)
-
-
-@pytest.fixture
-def app(make_app):
-    """The test's own view of the database, with no delivery of its own."""
-    return make_app(deliver=False)
 
 
 @pytest.mark.timeout(60)
@@ -77,7 +70,6 @@ def test_configuring_twice_adds_one_handler_and_leaves_the_root_logger_alone(mak
 
 def test_a_refused_address_is_not_logged(make_app, smtp_server, caplog):
     """A server quoting the recipient in its 5xx: the log line has no address, the history has."""
-    from delivery_helpers import queue_submissions
 
     from contact_site.delivery import outbox, worker
 
@@ -86,7 +78,7 @@ def test_a_refused_address_is_not_logged(make_app, smtp_server, caplog):
     smtp_server.reply = "550 5.1.1 <sales@example.com>: no such user"
     (mail_id,) = queue_submissions(app)
     with app.app_context():
-        worker.deliver_due()
+        worker.claim_and_deliver()
         [attempt] = outbox.attempts_of(mail_id)
     assert "sales@example.com" in (attempt.reply or "")
     lines = [r.getMessage() for r in caplog.records if r.name == "contact_site.delivery"]

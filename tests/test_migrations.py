@@ -11,6 +11,8 @@ import shutil
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -21,13 +23,21 @@ import flask_migrate
 import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
-from conftest import form_tokens, post_form
-from delivery_helpers import FLASK, PROJECT_ROOT, SECRET, queue_submissions, wait_until
+from flask import Flask
 
+from contact_site import create_app
 from contact_site.database import utcnow
 from contact_site.delivery.models import DeliveryAttempt, OutboxMail
 from contact_site.extensions import db
 from contact_site.submissions.models import Submission
+from support.factories import queue_submissions
+from support.forms import form_tokens, post_form
+from support.processes import FLASK, PROJECT_ROOT
+from support.settings import SECRET
+from support.waiting import wait_until
+
+# A test using database_url or app runs on SQLite, then on PostgreSQL.
+pytestmark = pytest.mark.each_database
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MIGRATIONS = PROJECT_ROOT / "migrations"
@@ -38,6 +48,11 @@ QUEUED_FILE = b"%PDF-1.4\n% the queued submission's file\n%%EOF\n"
 # The columns a delivery changes; every other column of the queued mail stays as it was.
 DELIVERY_STATE = {"status", "attempts", "next_attempt_at", "sent_at", "last_error",
                   "claim_token", "claimed_until"}
+# Columns of release 0.1 that a later revision replaced, and how each old value reads now.
+REPLACED: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "is_spam": lambda row: row["verdict"] == "spam",  # 0010: the verdict alone says spam
+    "thank_you_sent": lambda row: row["thank_you_promised"],  # 0010: named for what it means
+}
 
 
 @dataclass
@@ -155,9 +170,11 @@ def snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
 
 def old_columns_now(old: OldDatabase) -> dict[str, list[dict[str, Any]]]:
     """The old tables' rows as they are now, in the columns release 0.1 had (later
-    revisions may add columns; those are not the old rows' data)."""
+    revisions may add columns; those are not the old rows' data; a replaced column is
+    read through REPLACED)."""
     now = snapshot(old.url)
-    return {name: [{column: row[column] for column in old.before[name][0]} for row in rows]
+    return {name: [{column: REPLACED[column](row) if column in REPLACED else row[column]
+                    for column in old.before[name][0]} for row in rows]
             for name, rows in now.items()}
 
 
@@ -376,3 +393,99 @@ def test_a_failing_revision_leaves_the_database_as_it_was(database_url, make_app
     assert alembic_versions(database_url) == before
     with app.app_context():
         assert len(db.session.scalars(sa.select(OutboxMail)).all()) == 2
+
+
+def test_migration_files_are_named_in_chain_order():
+    """versions/NN_<revision>_<slug>.py, NN the place in the chain: the files sort in the
+    order they are applied (migrations/README.md)."""
+    chain = list(reversed(list(ScriptDirectory(str(MIGRATIONS)).walk_revisions())))
+    names = [Path(script.path).name for script in chain]
+    assert names == sorted(path.name for path in (MIGRATIONS / "versions").glob("*.py"))
+    prefixes = [f"{place:02d}_{script.revision}_" for place, script in enumerate(chain, 1)]
+    assert [name[:len(prefix)] for name, prefix in zip(names, prefixes, strict=True)] == prefixes
+
+
+@contextmanager
+def app_at(url: str, tmp_path: Path, revision: str) -> Iterator[Flask]:
+    """An app (nothing started) whose database is brought to `revision` alone."""
+    app = create_app({"TESTING": True, "SECRET_KEY": SECRET, "DATABASE_URL": url,
+                      "UPLOAD_FOLDER": str(tmp_path / "uploads"),
+                      "CONTACT_RECIPIENTS": "Sales <sales@example.com>"})
+    try:
+        with app.app_context():
+            flask_migrate.upgrade(directory=str(MIGRATIONS), revision=revision)
+        yield app
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+
+# Rows as revision 0009 held them: id → is_spam, verdict, verdict_reasons, thank_you_sent.
+ROWS_0009 = {
+    "marked_by_is_spam_alone": (True, "ham", "", False),
+    "is_spam_over_suspect": (True, "suspect", "no_proof", False),
+    "spam_both_ways": (True, "spam", "honeypot\nduplicate", False),
+    "ham_thanked": (False, "ham", "", True),
+    "suspect": (False, "suspect", "too_many_links", False),
+}
+# The same rows after 0010: verdict, verdict_reasons, thank_you_promised.
+ROWS_0010 = {
+    "marked_by_is_spam_alone": ("spam", "", False),
+    "is_spam_over_suspect": ("spam", "no_proof", False),
+    "spam_both_ways": ("spam", "honeypot\nduplicate", False),
+    "ham_thanked": ("ham", "", True),
+    "suspect": ("suspect", "too_many_links", False),
+}
+
+
+def insert_0009_rows() -> None:
+    """Store ROWS_0009 in the schema of revision 0009."""
+    names = ("id", "submission_key", "recipient_slug", "recipient_name", "recipient_address",
+             "name", "email", "mailbox_key", "subject", "message", "verdict", "verdict_reasons")
+    table = sa.table("submission", *(sa.column(name) for name in names),
+                     sa.column("created_at", sa.DateTime), sa.column("is_spam", sa.Boolean),
+                     sa.column("thank_you_sent", sa.Boolean))
+    db.session.execute(sa.insert(table), [{
+        "id": row_id, "submission_key": row_id, "created_at": utcnow(),
+        "recipient_slug": "sales", "recipient_name": "Sales",
+        "recipient_address": "sales@example.com", "name": "", "email": "ada@example.com",
+        "mailbox_key": "ada@example.com", "subject": "s", "message": "m", "is_spam": is_spam,
+        "verdict": verdict, "verdict_reasons": reasons, "thank_you_sent": thanked,
+    } for row_id, (is_spam, verdict, reasons, thanked) in ROWS_0009.items()])
+    db.session.commit()
+
+
+def submission_columns() -> set[str]:
+    """The columns the submission table has now."""
+    return {column["name"] for column in sa.inspect(db.engine).get_columns("submission")}
+
+
+@pytest.mark.each_database
+def test_0010_stores_the_verdict_once_and_names_the_promise(database_url, tmp_path):
+    """From 0009 with data: a row marked spam by is_spam alone gets the verdict spam, its
+    reasons kept; thank_you_sent's values move to thank_you_promised; both old columns go."""
+    with app_at(database_url, tmp_path, "0009") as app, app.app_context():
+        insert_0009_rows()
+        flask_migrate.upgrade(directory=str(MIGRATIONS), revision="0010")
+        found = db.session.execute(sa.select(
+            Submission.id, Submission.verdict, Submission.verdict_reasons,
+            Submission.thank_you_promised)).all()
+        columns = submission_columns()
+    assert {row_id: tuple(rest) for row_id, *rest in found} == ROWS_0010
+    assert {"verdict", "thank_you_promised"} <= columns
+    assert not {"is_spam", "thank_you_sent"} & columns
+
+
+@pytest.mark.each_database
+def test_0010_downgrade_sets_is_spam_from_the_verdict(database_url, tmp_path):
+    """Back to 0009: is_spam is true exactly for the verdict spam, thank_you_sent as it was."""
+    with app_at(database_url, tmp_path, "0009") as app, app.app_context():
+        insert_0009_rows()
+        flask_migrate.upgrade(directory=str(MIGRATIONS), revision="0010")
+        flask_migrate.downgrade(directory=str(MIGRATIONS), revision="0009")
+        found = db.session.execute(sa.text(
+            "SELECT id, is_spam, verdict, thank_you_sent FROM submission")).all()
+    assert {row_id: (bool(is_spam), verdict, bool(thanked))
+            for row_id, is_spam, verdict, thanked in found} == {
+        row_id: (verdict == "spam", verdict, promised)
+        for row_id, (verdict, _reasons, promised) in ROWS_0010.items()}

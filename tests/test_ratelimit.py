@@ -7,15 +7,16 @@ import threading
 from collections import Counter
 
 import pytest
-from conftest import VALID, form_tokens, post_form, skip_or_fail
 from sqlalchemy import func, select
-from test_attacks import deliver_everything
 
 from contact_site import ratelimit as limits_module
 from contact_site.config import SETTINGS, ConfigError
 from contact_site.extensions import db
 from contact_site.ratelimit import DatabaseStorage
 from contact_site.submissions.models import Submission
+from support.forms import VALID, form_tokens, post_form
+from support.outbox import deliver_everything
+from support.settings import skip_or_fail
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -35,9 +36,9 @@ def test_default_is_5_a_minute_and_50_a_day():
     assert SETTINGS["CONTACT_RATE_LIMIT"][0] == "5 per minute;50 per day"
 
 
-def test_passing_the_limit_answers_429_with_retry_after(make_app):
+@pytest.mark.settings(CONTACT_RATE_LIMIT="2 per minute")
+def test_passing_the_limit_answers_429_with_retry_after(app):
     """HTML and JSON both get 429 and Retry-After; nothing is stored for them."""
-    app = make_app(CONTACT_RATE_LIMIT="2 per minute")
     client = app.test_client()
     assert [post_form(client).status_code for _ in range(2)] == [303, 303]
 
@@ -54,42 +55,42 @@ def test_passing_the_limit_answers_429_with_retry_after(make_app):
     assert stored(app) == 2
 
 
-def test_only_posts_are_limited(make_app):
-    app = make_app(CONTACT_RATE_LIMIT="1 per minute")
+@pytest.mark.settings(CONTACT_RATE_LIMIT="1 per minute")
+def test_only_posts_are_limited(app):
     client = app.test_client()
     assert post_form(client).status_code == 303
     assert post_form(client).status_code == 429
     assert {client.get(path).status_code for path in ("/", "/thanks", "/healthz") * 4} == {200}
 
 
-def test_refused_posts_count_too(make_app):
+@pytest.mark.settings(CONTACT_RATE_LIMIT="2 per minute")
+def test_refused_posts_count_too(client):
     """A bot probing with invalid input uses up its allowance like anyone."""
-    client = make_app(CONTACT_RATE_LIMIT="2 per minute").test_client()
     assert post_form(client, email="not an address").status_code == 422
     assert post_form(client, email="not an address").status_code == 422
     assert post_form(client).status_code == 429
 
 
-def test_limit_is_per_client_address(make_app):
-    client = make_app(CONTACT_RATE_LIMIT="1 per minute").test_client()
+@pytest.mark.settings(CONTACT_RATE_LIMIT="1 per minute")
+def test_limit_is_per_client_address(client):
     assert post_from(client, "192.0.2.1").status_code == 303
     assert post_from(client, "192.0.2.1").status_code == 429
     assert post_from(client, "192.0.2.2").status_code == 303
     assert post_from(client, "2001:db8::1").status_code == 303
 
 
-def test_spoofed_forwarded_for_changes_nothing(make_app):
+@pytest.mark.settings(CONTACT_RATE_LIMIT="1 per minute")
+def test_spoofed_forwarded_for_changes_nothing(client):
     """Without a trusted proxy, X-Forwarded-For is the client's word and is ignored."""
-    client = make_app(CONTACT_RATE_LIMIT="1 per minute").test_client()
     client.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.1"
     assert post_form(client).status_code == 303
     client.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.2"
     assert post_form(client).status_code == 429
 
 
-def test_behind_a_proxy_the_forwarded_client_is_limited(make_app):
+@pytest.mark.settings(CONTACT_RATE_LIMIT="1 per minute", PROXY_FIX_X_FOR=1)
+def test_behind_a_proxy_the_forwarded_client_is_limited(client):
     """PROXY_FIX_X_FOR=1: the address the proxy saw is the one counted."""
-    client = make_app(CONTACT_RATE_LIMIT="1 per minute", PROXY_FIX_X_FOR=1).test_client()
     client.environ_base["REMOTE_ADDR"] = "10.0.0.1"  # the proxy
     for client_address, status in (("198.51.100.1", 303), ("198.51.100.2", 303),
                                    ("198.51.100.1", 429)):
@@ -98,8 +99,8 @@ def test_behind_a_proxy_the_forwarded_client_is_limited(make_app):
         assert post_form(client).status_code == status
 
 
-def test_off_turns_the_limit_off(make_app):
-    client = make_app(CONTACT_RATE_LIMIT="off").test_client()
+@pytest.mark.settings(CONTACT_RATE_LIMIT="off")
+def test_off_turns_the_limit_off(client):
     assert {post_form(client).status_code for _ in range(7)} == {303}
 
 
@@ -138,10 +139,10 @@ def test_unknown_storage_uri_fails_at_start_naming_the_variable(make_app):
         make_app(RATELIMIT_STORAGE_URI="nosuchstore://localhost")
 
 
-def test_database_storage_counts_and_ends_windows(make_app, monkeypatch):
+@pytest.mark.manual_delivery
+def test_database_storage_counts_and_ends_windows(app, monkeypatch):
     """incr/get/get_expiry/clear of the hand-written storage, with a controlled clock."""
     # No delivery thread: its daily retention pass would prune these fake-clock windows.
-    app = make_app(deliver=False)
     now = [1_000_000.0]
     monkeypatch.setattr(limits_module, "time", type("Clock", (), {"time": lambda: now[0]}))
     storage = DatabaseStorage()
@@ -176,8 +177,8 @@ def concurrent_increments(app, threads: int = 6, each: int = 20) -> list[int]:
     return results
 
 
-def test_database_storage_is_atomic_on_sqlite(make_app):
-    app = make_app(deliver=False)
+@pytest.mark.manual_delivery
+def test_database_storage_is_atomic_on_sqlite(app):
     assert sorted(concurrent_increments(app)) == list(range(1, 121))
 
 
@@ -198,8 +199,8 @@ def test_thank_you_cap_per_address_holds_across_addresses(app, smtp_server):
     assert received == {"sales@example.com": 5, "Victim@example.com": 3}
 
 
-def test_thank_you_cap_follows_the_setting(make_app, smtp_server):
-    app = make_app(CONTACT_THANK_YOU_PER_DAY=1)
+@pytest.mark.settings(CONTACT_THANK_YOU_PER_DAY=1)
+def test_thank_you_cap_follows_the_setting(app, smtp_server):
     client = app.test_client()
     tokens = [form_tokens(client) for _ in range(2)]
     for token in tokens:

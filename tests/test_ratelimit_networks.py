@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import post_form
 
 from contact_site.ratelimit import network_of
+from support.forms import post_form
 
 
 def post_from(client, address: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import tempfile
@@ -10,9 +11,7 @@ from email.utils import getaddresses
 from html.parser import HTMLParser
 
 import pytest
-from conftest import VALID, base_config, form_tokens, post_form
 from sqlalchemy import func, select
-from test_attacks import EXE, PDF, deliver_everything, upload
 
 from contact_site import create_app
 from contact_site.config import ConfigError
@@ -20,6 +19,10 @@ from contact_site.contact.uploads import neutral_filename
 from contact_site.delivery.models import OutboxMail
 from contact_site.extensions import db
 from contact_site.submissions.models import Submission
+from support.files import EXE, PDF
+from support.forms import VALID, form_tokens, post_form
+from support.outbox import deliver_everything
+from support.settings import base_config
 
 CSP_DIRECTIVES = ["default-src 'self'", "frame-ancestors 'none'", "form-action 'self'",
                   "object-src 'none'"]
@@ -180,7 +183,8 @@ def test_replayed_form_answers_alike_and_stores_and_sends_nothing_new(app, clien
 
 
 def test_replayed_key_with_other_content_is_a_new_submission(app, client, smtp_server):
-    """SPEC §5: only a true double submit folds; a key reused for other words stores them."""
+    """Only a true double submit folds (docs/guarantees.md); a key reused for other words stores
+    them."""
     tokens = form_tokens(client)
     first = post_form(client, json=True, tokens=tokens)
     again = post_form(client, json=True, tokens=tokens, subject="Changed", email="eve@example.com")
@@ -346,7 +350,7 @@ def test_refused_upload_leaves_no_temporary_or_stored_file(make_app, tmp_path, m
     monkeypatch.setattr(tempfile, "tempdir", str(spool))
     app = make_app(CONTACT_MAX_UPLOAD_MB=1)
     client = app.test_client()
-    response = client.post("/", **upload("evil.pdf", content).request(form_tokens(client)))
+    response = post_form(client, attachment=(io.BytesIO(content), "evil.pdf"))
     assert response.status_code == status
     assert list(spool.iterdir()) == []
     uploads = tmp_path / "uploads"

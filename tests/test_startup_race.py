@@ -4,11 +4,8 @@ a lock, whoever starts first (gunicorn's master, or workers racing each other)."
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -17,10 +14,20 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
-from conftest import RECIPIENTS, postgres_schema, skip_or_fail
-from delivery_helpers import PROJECT_ROOT, SECRET, stop_process, wait_until
 
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+from support.databases import postgres_schema
+from support.processes import (
+    GUNICORN,
+    PROJECT_ROOT,
+    children,
+    free_port,
+    healthz,
+    process_env,
+    stop_process,
+)
+from support.settings import skip_or_fail
+from support.waiting import wait_until
+
 WORKERS = 4
 ROUNDS = 3
 BOOT_TIMEOUT = 40.0
@@ -50,55 +57,6 @@ def fresh_databases(request: pytest.FixtureRequest,
         yield fresh
 
 
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Processes a test starts; each is stopped by its PID afterwards."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        stop_process(process)
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def process_env(url: str, home: Path, smtp_port: int) -> dict[str, str]:
-    """The environment of one instance: its database, its own HOME (gunicorn's control
-    socket lives under it), the test SMTP server."""
-    home.mkdir(parents=True, exist_ok=True)
-    keep = ("PATH", "LANG", "LC_ALL", "TZ")
-    env = {key: value for key, value in os.environ.items() if key in keep}
-    env.update({
-        "HOME": str(home), "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1",
-        "SECRET_KEY": SECRET, "DATABASE_URL": url, "UPLOAD_FOLDER": str(home / "uploads"),
-        "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(smtp_port), "MAIL_TIMEOUT": "3",
-        "MAIL_DEFAULT_SENDER": "Contact form <noreply@example.org>",
-        "CONTACT_RECIPIENTS": RECIPIENTS, "CONTACT_RATE_LIMIT": "off",
-        "DELIVERY_POLL_SECONDS": "1",
-    })
-    return env
-
-
-def children(pid: int) -> set[int]:
-    """The live child processes of `pid`."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # it ended meanwhile
-        fields = stat.rpartition(")")[2].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry.name))
-    return found
-
-
 def holds_database(pid: int, url: str) -> bool:
     """Whether the process has a connection to the database open: the file of a SQLite
     database, or a TCP connection to PostgreSQL's port. Workers connect only once their
@@ -116,17 +74,6 @@ def holds_database(pid: int, url: str) -> bool:
             if fields[2].endswith(f":{PG_PORT_HEX}"):
                 postgres_sockets.add(f"socket:[{fields[9]}]")
     return bool(targets & postgres_sockets)
-
-
-def healthz(port: int) -> int | None:
-    """The status of GET /healthz, or None when nothing answers."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return None
 
 
 def heads() -> set[str]:
@@ -204,7 +151,7 @@ def _is_zombie(pid: int) -> bool:
 
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize(("app_spec", "with_hooks"), [
-    ("contact_site:create_app()", True),  # the SPEC's command: the master upgrades first
+    ("contact_site:create_app()", True),  # the README's command: the master upgrades first
     ("contact_site.wsgi:app", False),  # no gunicorn.conf.py: the four workers race
 ], ids=["create_app-with-hooks", "wsgi-without-hooks"])
 def test_four_gunicorn_workers_on_a_fresh_database_all_come_up(
@@ -272,7 +219,6 @@ def test_processes_upgrading_a_fresh_database_at_the_same_moment_all_succeed(
         assert process.wait(30) == 0, log.read_text()
         expected = [f"{word} {n}" for n in range(ROUNDS) for word in ("ready", "upgraded")]
         assert log.read_text().splitlines() == expected, log.read_text()
-
 
 
 def waits_for_the_migration_lock(holder: sa.Connection, pid: int) -> bool:

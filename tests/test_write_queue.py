@@ -8,7 +8,9 @@ import threading
 import time
 from pathlib import Path
 
-from contact_site.write_queue import EXTENSION, WriteQueue, writing
+import pytest
+
+from contact_site.write_queue import WriteQueue, queue_of, writing
 
 HOLD = """
 import sys, time
@@ -23,9 +25,9 @@ print("released", flush=True)
 """
 
 
-def test_a_writer_waits_for_the_one_before_it_to_finish(make_app):
+@pytest.mark.manual_delivery
+def test_a_writer_waits_for_the_one_before_it_to_finish(app):
     """Two threads: the second enters only once the first has left, and then at once."""
-    app = make_app(deliver=False)
     times: dict[str, float] = {}
     inside = threading.Event()
 
@@ -48,11 +50,11 @@ def test_a_writer_waits_for_the_one_before_it_to_finish(make_app):
     assert times["second entered"] >= times["first left"]
 
 
-def test_a_thread_may_take_its_turn_again_inside_it(make_app):
-    app = make_app(deliver=False)
+@pytest.mark.manual_delivery
+def test_a_thread_may_take_its_turn_again_inside_it(app):
     with app.app_context(), writing(), writing():
-        queue = app.extensions[EXTENSION]
-        assert queue._depth == 2
+        queue = queue_of(app)
+        assert queue is not None and queue._depth == 2
 
 
 def test_another_process_holding_the_turn_makes_a_writer_wait_then_go_on(tmp_path: Path):
@@ -81,6 +83,6 @@ def test_another_process_holding_the_turn_makes_a_writer_wait_then_go_on(tmp_pat
 def test_postgresql_has_no_queue(make_app, postgres_url):
     """PostgreSQL locks rows: its writers never wait here."""
     app = make_app(deliver=False, DATABASE_URL=postgres_url)
-    assert EXTENSION not in app.extensions
+    assert queue_of(app) is None
     with app.app_context(), writing():
         pass

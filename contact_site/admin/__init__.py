@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
+from ..daily_jobs import add_daily_job
 from ..escaping import escape_controls
+from ..security import own_session_under
 from . import audit, auth, cli
-from .session import ConsoleSessionInterface, is_console_path
+from .session import CONSOLE_PREFIX, ConsoleSessionInterface, is_console_path
 from .views import bp
 
 
@@ -26,13 +28,13 @@ def visible_text(text: str | None) -> str:
 
 
 def init_app(app: Flask) -> None:
-    """Register the console (after security: it takes over the session interface)."""
-    app.session_interface = ConsoleSessionInterface()
+    """Register the console (after security, which keeps the console's session cookie)."""
+    own_session_under(app, CONSOLE_PREFIX, ConsoleSessionInterface())
     auth.init_app(app)
-    app.register_blueprint(bp, url_prefix="/admin")
+    app.register_blueprint(bp, url_prefix=CONSOLE_PREFIX)
     app.after_request(console_headers)
     app.add_template_filter(escape_controls, "controls")
     app.add_template_filter(visible_text, "visible_text")
     cli.init_app(app)
     # The delivery loops run these; delivery never imports the console.
-    app.extensions.setdefault("contact_daily_jobs", []).append(audit.purge_with_submissions)
+    add_daily_job(app, audit.purge_with_submissions)

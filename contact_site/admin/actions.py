@@ -11,13 +11,13 @@ from sqlalchemy import select
 
 from ..delivery import outbox
 from ..delivery.backend import backend_of
-from ..delivery.models import Kind, OutboxMail, Status
+from ..delivery.models import MailKind, OutboxMail, Status
 from ..extensions import db
 from ..records import privacy
 from ..spam.verdict import REASON_SEPARATOR, reasons_from_text
 from ..submissions.models import HAM, SPAM, Submission
 
-# Reasons the owner's actions add to the rules' (shown in the console, SPEC §9).
+# Reasons the owner's actions add to the rules' (shown in the console; docs/spam-verdicts.md).
 MARKED_SPAM, RELEASED = "marked_spam", "released"
 OWNER_REASONS = (MARKED_SPAM, RELEASED)
 
@@ -40,7 +40,7 @@ def mail_states(submission_ids: Iterable[str]) -> dict[str, list[tuple[str, str]
 
 def resend(submission: Submission) -> OutboxMail:
     """Queue a new copy of the owner's mail (a new Message-ID) and wake delivery."""
-    mail = outbox.enqueue_mail(submission, Kind.OWNER, submission.recipient_address)
+    mail = outbox.enqueue_mail(submission, MailKind.OWNER, submission.recipient_address)
     db.session.commit()
     backend_of().wake()
     return mail
@@ -51,7 +51,6 @@ def file_as(submission: Submission, verdict: str, reason: str) -> None:
     kept = [r for r in reasons_from_text(submission.verdict_reasons) if r not in OWNER_REASONS]
     submission.verdict = verdict
     submission.verdict_reasons = REASON_SEPARATOR.join([*kept, reason])
-    submission.is_spam = verdict == SPAM
 
 
 def mark_spam(submission: Submission) -> None:
@@ -66,10 +65,10 @@ def mark_not_spam(submission: Submission) -> bool:
     # have a stranger mailed by the owner's click.
     file_as(submission, HAM, RELEASED)
     live = (Status.QUEUED, Status.SENDING, Status.SENT)
-    has_mail = any(mail.kind == Kind.OWNER and mail.status in live
+    has_mail = any(mail.kind == MailKind.OWNER and mail.status in live
                    for mail in mails_of(submission.id))
     if not has_mail:
-        outbox.enqueue_mail(submission, Kind.OWNER, submission.recipient_address)
+        outbox.enqueue_mail(submission, MailKind.OWNER, submission.recipient_address)
     db.session.commit()
     if not has_mail:
         backend_of().wake()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Flask
 from sqlalchemy import Select, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..app_state import state_of
 from ..database import utcnow
 from ..extensions import Model, db
 
@@ -58,12 +60,19 @@ def purge_before(cutoff: datetime) -> int:
 PURGE_EVERY_SECONDS = 3600
 
 
+@dataclass
+class AuditState:
+    """When this process next deletes the audit lines past retention."""
+
+    next_purge: float = 0.0  # time.monotonic()
+
+
 def purge_with_submissions(app: Flask, now: datetime) -> None:
     """A daily job: audit lines are kept as long as submissions (CONTACT_RETENTION_DAYS)."""
     days = app.config["CONTACT_RETENTION_DAYS"]
-    state = app.extensions.setdefault("contact_audit_next_purge", [0.0])
-    if not days or time.monotonic() < state[0]:
+    state = state_of(app, AuditState)
+    if not days or time.monotonic() < state.next_purge:
         return
-    state[0] = time.monotonic() + PURGE_EVERY_SECONDS
+    state.next_purge = time.monotonic() + PURGE_EVERY_SECONDS
     with app.app_context():
         purge_before(now - timedelta(days=days))

@@ -15,7 +15,7 @@ from flask import Flask, Request, request
 from flask.sessions import SecureCookieSession
 from itsdangerous import BadSignature
 
-from ..security import SessionInterface
+from ..security import CookieSessionInterface, is_under
 
 CONSOLE_PREFIX = "/admin"
 CONSOLE_COOKIE = "contact_console"
@@ -24,38 +24,34 @@ IDLE_LIMIT = timedelta(hours=12)
 
 def is_console_path(path: str) -> bool:
     """True for /admin and everything under /admin/."""
-    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
+    return is_under(path, CONSOLE_PREFIX)
 
 
-def _in_console() -> bool:
-    return bool(request) and is_console_path(request.path)
+class ConsoleSessionInterface(CookieSessionInterface):
+    """The console's session: a Strict, HttpOnly cookie of its own, sent to /admin only.
 
-
-class ConsoleSessionInterface(SessionInterface):
-    """The public session on `/`, a Strict cookie of its own under `/admin`."""
+    `security.SessionInterface` hands it the requests under /admin (see
+    `admin.init_app`); every other path keeps the public cookie.
+    """
 
     def get_cookie_name(self, app: Flask) -> str:
-        """The console's cookie under /admin, the public one elsewhere."""
-        return CONSOLE_COOKIE if _in_console() else super().get_cookie_name(app)
+        """The console's own cookie, never the public one."""
+        return CONSOLE_COOKIE
 
     def get_cookie_path(self, app: Flask) -> str:
         """Sent back to /admin paths only."""
-        if _in_console():
-            return request.script_root + CONSOLE_PREFIX
-        return super().get_cookie_path(app)
+        return request.script_root + CONSOLE_PREFIX
 
     def get_cookie_samesite(self, app: Flask) -> str | None:
-        """Strict for the console: no other site can make the browser send it."""
-        return "Strict" if _in_console() else super().get_cookie_samesite(app)
+        """Strict: no other site can make the browser send it."""
+        return "Strict"
 
     def get_cookie_httponly(self, app: Flask) -> bool:
-        """The console's cookie is never readable by script."""
-        return True if _in_console() else super().get_cookie_httponly(app)
+        """Never readable by script."""
+        return True
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         """A console cookie signed more than 12 hours ago is refused, whatever it holds."""
-        if not is_console_path(request.path):
-            return super().open_session(app, request)
         # Flask's serializer signs with SECRET_KEY and accepts SECRET_KEY_FALLBACKS (a list,
         # in the order keys.secret_keys gives them), so the owner stays signed in across a
         # key change.

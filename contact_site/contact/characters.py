@@ -73,7 +73,7 @@ def hidden_in_message(text: str) -> int | None:
     return None
 
 
-def describe(char: str) -> str:
+def describe_character(char: str) -> str:
     """A character as a person can look it up: `U+202E (RIGHT-TO-LEFT OVERRIDE)`."""
     name = unicodedata.name(char, "")
     return f"U+{ord(char):04X}" + (f" ({name})" if name else "")

@@ -26,7 +26,7 @@ from ..submissions.content import new_submission_key
 from ..submissions.files import CheckedUpload
 from ..submissions.models import EMAIL_COLUMN, EMAIL_MAX, MESSAGE_MAX, NAME_MAX, SUBJECT_MAX
 from . import uploads
-from .characters import describe, hidden_in_line, hidden_in_message
+from .characters import describe_character, hidden_in_line, hidden_in_message
 
 # U+0085, U+2028 and U+2029 end a line for some mail software though they are not Cc.
 LINE_SEPARATORS = {"\u0085", "\u2028", "\u2029"}
@@ -90,7 +90,7 @@ def hidden_character(field: Any, text: str, pos: int) -> ValidationError:
         "%(field)s contains an invisible or text-direction character, %(character)s, at "
         "character %(position)s. Such characters can hide or reorder what you wrote: type the "
         "text again without it.", field=FIELD_WORDS.get(field.name, field.label.text),
-        character=describe(text[pos]), position=pos + 1))
+        character=describe_character(text[pos]), position=pos + 1))
 
 
 def single_line(_form: Any, field: Any) -> None:
@@ -177,8 +177,9 @@ class ContactForm(FlaskForm):
     attachment = FileField(_l("Attachment"))
     website = StringField(_l("Leave this field empty"))
     submission_key = HiddenField()
-    # The spam defence's fields, judged by contact_site.spam (SPEC §12): when the form was
-    # served (signed, issue_form_time) and the proof of work that static/altcha.js fills in.
+    # The spam defence's fields, judged by contact_site.spam (docs/spam-verdicts.md): when
+    # the form was served (signed, issue_form_time) and the proof of work that
+    # static/altcha.js fills in.
     form_time = HiddenField()
     altcha = HiddenField()
 
@@ -238,7 +239,7 @@ class ContactForm(FlaskForm):
             except uploads.UploadRefused as error:
                 raise ValidationError(str(error)) from None
 
-    def is_spam(self) -> bool:
+    def honeypot_filled(self) -> bool:
         """The honeypot field is hidden from people; only bots fill it in."""
         return bool(self.website.data)
 

@@ -23,9 +23,9 @@ from ..devmail import is_direct_loopback
 from ..errors import error_answer, error_class, is_unavailable, wants_json
 from ..extensions import db
 from ..ratelimit import limit_posts
-from ..spam import Kind, Verdict, issue_form_time, judge
+from ..spam import Verdict, VerdictKind, issue_form_time, judge
 from ..submissions.content import new_submission_key
-from ..submissions.models import Submission
+from ..submissions.models import SPAM, Submission
 from ..submissions.store import NewSubmission, store_submission
 from . import uploads
 from .forms import ContactForm
@@ -40,7 +40,7 @@ FORM_EXPIRED = _l("The form's security token had expired or was not valid, so no
 CHOOSE_FILE_AGAIN = _l("Choose your file again: a file cannot be kept for you when nothing "
                        "was sent.")
 # The honeypot's catch is not judged further: its values were not even validated.
-HONEYPOT = Verdict(Kind.SPAM, ("honeypot",))
+HONEYPOT = Verdict(VerdictKind.SPAM, ("honeypot",))
 
 
 def render_form(form: ContactForm, status: int = 200,
@@ -81,7 +81,7 @@ def page() -> ResponseReturnValue:
 def submit() -> ResponseReturnValue:
     """Validate, store with the mails to send, wake delivery, answer (post/redirect/get)."""
     form = ContactForm()
-    if form.is_spam():
+    if form.honeypot_filled():
         spam = NewSubmission(form.submission_key_or_new(), form.spam_fields(),
                              remote_addr=request.remote_addr)
         return store_and_answer(form, spam, HONEYPOT)
@@ -105,7 +105,7 @@ def store_and_answer(form: ContactForm, data: NewSubmission,
         return not_stored(form, data.key, error)
     except uploads.UploadQuotaExceeded as error:
         return no_room(form, data.key, error)
-    if not submission.is_spam:
+    if submission.verdict != SPAM:
         wake_delivery()
     return accepted(submission)
 

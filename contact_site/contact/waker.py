@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
 from flask import Flask, current_app
 
+from ..app_state import state_of
 from ..delivery.backend import backend_of
 
 log = logging.getLogger("contact_site.delivery")
@@ -46,11 +48,19 @@ class Waker:
                 log.exception("waking delivery failed; the next sweep will send the mails")
 
 
+@dataclass
+class WakerState:
+    """The app's waker in this process, made at the first wake."""
+
+    waker: Waker | None = None
+
+
 def wake_delivery() -> None:
     """Tell this app's delivery that mails were queued, without waiting for it."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = state_of(app, WakerState)
     with _creating:
-        waker: Waker | None = app.extensions.get("contact_waker")
-        if waker is None:
-            waker = app.extensions["contact_waker"] = Waker(app)
+        if state.waker is None:
+            state.waker = Waker(app)
+        waker = state.waker
     waker.wake()

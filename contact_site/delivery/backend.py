@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+from dataclasses import dataclass
+from typing import Protocol
 
 from flask import Flask, current_app
+
+from ..app_state import state_of
+from .timing import STOP_WAIT_SECONDS
 
 
 class DeliveryBackend(Protocol):
@@ -16,8 +20,15 @@ class DeliveryBackend(Protocol):
     def wake(self) -> None:
         """Mails were just queued: deliver them soon."""
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = STOP_WAIT_SECONDS) -> None:
         """Stop delivering in this process, giving back what was not sent."""
+
+
+@dataclass
+class BackendState:
+    """The delivery backend init_app chose for the app."""
+
+    backend: DeliveryBackend | None = None
 
 
 def init_app(app: Flask) -> None:
@@ -32,10 +43,12 @@ def init_app(app: Flask) -> None:
         from .worker import DeliveryThread
 
         backend = DeliveryThread(app)
-    app.extensions["contact_delivery"] = backend
+    state_of(app, BackendState).backend = backend
 
 
 def backend_of(app: Flask | None = None) -> DeliveryBackend:
     """The delivery backend of this app (or the current one)."""
-    app = app or current_app
-    return cast(DeliveryBackend, app.extensions["contact_delivery"])
+    backend = state_of(app or current_app, BackendState).backend
+    if backend is None:
+        raise RuntimeError("no delivery backend: delivery.init_app has not run for this app")
+    return backend

@@ -18,24 +18,25 @@ from typing import Any
 
 from billiard.process import current_process
 from celery import Celery, Task, shared_task
-from flask import Flask, current_app
+from flask import Flask
 
 from ..extensions import db
 from ..logs import leave_to_root
-from .worker import deliver_due as deliver_due_mails
-from .worker import run_daily_jobs
+from .context import LoopContext
+from .timing import (
+    BROKER_TIMEOUT_SECONDS,
+    STOP_WAIT_SECONDS,
+    TASK_BUDGET_SECONDS,
+    VISIBILITY_TIMEOUT_SECONDS,
+)
+from .worker import claim_and_deliver, run_daily_jobs
 
 log = logging.getLogger("contact_site.delivery")
 
-# Redis re-delivers an unacknowledged task after visibility_timeout (TRAPS.md), so
-# no task here waits for a countdown or runs long: retries are found by a sweep
-# every DELIVERY_POLL_SECONDS, and one task delivers for at most TASK_BUDGET_SECONDS.
-VISIBILITY_TIMEOUT_SECONDS = 3600
-TASK_BUDGET_SECONDS = 60
-# kombu's Redis transport has no socket timeouts by default (TRAPS.md): a broker that
-# accepts and never answers would hold the visitor's POST for ever. One attempt of at
-# most about this long (measured: 1.0-1.1 s), and the mails wait for the sweep.
-BROKER_TIMEOUT_SECONDS = 1.0
+# Redis re-delivers an unacknowledged task after its visibility timeout
+# (docs/stack-pitfalls.md), so no task here waits for a countdown or runs long: retries
+# are found by a sweep every DELIVERY_POLL_SECONDS, and one task delivers for at most
+# TASK_BUDGET_SECONDS (timing.py).
 
 
 def celery_settings(app: Flask) -> dict[str, Any]:
@@ -83,9 +84,10 @@ def deliver_due() -> int:
     """Deliver due mails, batch after batch, for a bounded time; the number claimed."""
     stopping.clear()  # a new task runs only when the worker is not shutting down
     _give_back_on_sigterm()
+    context = LoopContext.here(stop=stopping)
     total, deadline = 0, time.monotonic() + TASK_BUDGET_SECONDS
     while time.monotonic() < deadline and not stopping.is_set():
-        claimed = deliver_due_mails(stop_event=stopping)
+        claimed = claim_and_deliver(context)
         if not claimed:
             return total
         total += claimed
@@ -114,7 +116,7 @@ class CeleryBackend:
         """Queue a delivery task for the mails just stored."""
         send_deliver_due()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = STOP_WAIT_SECONDS) -> None:
         """Nothing to stop in the web process."""
 
 
@@ -223,8 +225,3 @@ def connect_worker_signals(app: Flask) -> None:
     worker_shutdown.connect(stop_sweeper, weak=False)
     worker_process_init.connect(fresh_connections, weak=False)
     after_setup_logger.connect(log_through_celery, weak=False)
-
-
-def current_celery() -> Celery:
-    """The Celery app of the current Flask app."""
-    return current_app.extensions["celery"]

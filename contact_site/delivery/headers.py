@@ -2,7 +2,7 @@
 
 `email.policy.SMTP` refolds any header line over 78 characters and, in Python 3.11,
 its folder then drops the quotes around a display name and decodes an encoded one
-(TRAPS.md): `"Jane <attacker@evil.example>, via support" <jane@example.com>` came
+(docs/stack-pitfalls.md): `"Jane <attacker@evil.example>, via support" <jane@example.com>` came
 out as two addresses. So these headers are written here from an `Address`
 (display name, addr-spec) and handed to the policy as finished headers, which it
 writes as they are (a value with a `name` and a `fold()` is never refolded).

@@ -69,7 +69,7 @@ def hold_for_config_error(rows: list[OutboxMail], reason: str) -> datetime:
     retry_at = now + timedelta(seconds=outbox.retry_delay(failures))
     db.session.execute(update(SMTPHealth).where(SMTPHealth.id == ROW).values(retry_at=retry_at))
     db.session.commit()
-    held = outbox.hold_for_config_error(rows, reason, retry_at)
+    held = outbox.hold_queue(rows, reason, retry_at)
     log.error("smtp configuration error: %s; %d mail(s) held, not counted as attempts, "
               "next try at %s", escape_controls(reason), held, f"{retry_at:%Y-%m-%dT%H:%M:%S}Z")
     return retry_at

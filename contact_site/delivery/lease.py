@@ -1,4 +1,23 @@
-"""A batch's claims kept alive while its mails are sent, and given back when the worker stops.
+"""A batch's claims and its mails in hand: kept alive while they are sent, given back on stop.
+
+This module owns a mail *in hand* (docs/mail-lifecycle.md says why it exists), from
+its mark to its end; the SQL statements are outbox.py's, the order they run in is here:
+
+1. Marked. A claim no bigger than one chunk marks its mails in hand itself
+   (`claim_batch`). Otherwise `LeaseKeeper.next_mail` marks the next chunk (as
+   many mails as take about FLUSH_SECONDS to send, `DeliveryPool.chunk_size`) in
+   the commit that also writes the finished attempts and renews the batch
+   (outbox.settle). No mail is handed out before its mark is committed.
+2. Checked. `LeaseKeeper.still_held` is the last check, just before MAIL FROM: a
+   mail whose row was deleted meanwhile (erasure, deletion, retention) or whose
+   claim was taken over is not sent.
+3. Cleared. The mark goes with the claim when the attempt's outcome is written
+   (`record`, by group commit), when the mail is given back (`give_back`), and,
+   for the mails waiting behind a send slower than UNMARK_AFTER_SECONDS, by the
+   heartbeat (outbox.unmark), so that only the mail on the wire reads as in hand.
+4. Read. A claim that lapsed with the mark set was lost mid-send: a takeover
+   (outbox.claim_due_mails). A removal counts a marked mail as possibly on the
+   wire, an unmarked one as cancelled (records/privacy.py).
 
 A `LeaseKeeper` runs beside the thread that sends one batch. It renews the claim
 on every mail not yet finished well before the lease runs out, however long one
@@ -12,18 +31,10 @@ loops run), so a process's threads stay bounded: its loops plus one.
 
 Outcomes are written by group commit: a keeper holds finished attempts in memory
 and writes them in the commit that renews the batch and marks the next mails in
-hand, which it does for as many mails as take about FLUSH_SECONDS to send (one
-at a time for a slow server). A mail is never sent without its "in hand" mark
-committed first, and no outcome waits more than about FLUSH_SECONDS, however long
-the mail after it takes (the heartbeat writes it). A worker that dies loses at
-most those unwritten outcomes: their mails are sent again (at least once), and
-its marked mails all count a takeover.
-
-The mark is also what erasure, deletion and retention read to tell a mail that
-may be on the wire from one they cancel (records/privacy.py): a send that lasts
-longer than UNMARK_AFTER_SECONDS has the mails marked behind it unmarked by the
-heartbeat, so that while one mail crawls through a slow server's DATA only that
-one reads as in hand.
+hand. No outcome waits more than about FLUSH_SECONDS, however long the mail after
+it takes (the heartbeat writes it). A worker that dies loses at most those
+unwritten outcomes: their mails are sent again (at least once), and its marked
+mails all count a takeover.
 """
 
 from __future__ import annotations
@@ -33,41 +44,50 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, current_app, has_app_context
+from flask import current_app, has_app_context
+from sqlalchemy import Connection, bindparam, select
 
+from ..extensions import db
 from . import outbox
-from .models import OutboxMail
-from .pool import FLUSH_SECONDS, MAX_CHUNK
+from .context import LoopContext
+from .models import OutboxMail, Status
+from .pool import MAX_CHUNK, DeliveryPool
+from .timing import (
+    FLUSH_SECONDS,
+    MAX_SECONDS_PER_MAIL,
+    RENEW_FRACTION,
+    STOP_GRACE_SECONDS,
+    TICK_SECONDS,
+    UNMARK_AFTER_SECONDS,
+)
 
 log = logging.getLogger("contact_site.delivery")
-
-TICK_SECONDS = 0.2
-# A stopping worker lets the mail in hand finish for this long, then abandons it:
-# well inside gunicorn's graceful_timeout and systemd's stop timeout.
-STOP_GRACE_SECONDS = 10.0
-# The per-socket MAIL_TIMEOUT catches a silent server; this catches one that keeps
-# trickling bytes. Generous: a 100 MiB attachment on a slow uplink is legitimate.
-MAX_SECONDS_PER_MAIL = 2 * 3600.0
-# A send taking longer than this is no longer one of a chunk sent in a flash: the mails
-# marked in hand behind it are unmarked until their turn comes.
-UNMARK_AFTER_SECONDS = 1.0
-
 
 STOPPING, CLAIM_LOST, LEASE_AT_RISK, TOO_LONG = (
     "stopping", "claim lost", "claim could not be renewed", "took too long")
 
 
+def claim_batch(pool: DeliveryPool, limit: int | None = None) -> tuple[list[OutboxMail], bool]:
+    """Claim due mails (up to `limit`, else DELIVERY_BATCH_SIZE); and whether the claim
+    marked them in hand.
+
+    A claim no bigger than one chunk is marked in hand by the claim itself: a mail or
+    two from a quiet form then cost two commits, not three.
+    """
+    in_hand = limit is not None and limit <= pool.chunk_size()
+    return outbox.claim_due_mails(limit, in_hand=in_hand), in_hand
+
+
 class LeaseKeeper:
     """Holds one batch's claims from a heartbeat thread; hands out its mails one by one."""
 
-    def __init__(self, app: Flask, rows: list[OutboxMail],
-                 stop_event: threading.Event | None = None, in_hand: bool = False) -> None:
-        self.app = app
-        self.lease = float(app.config["DELIVERY_CLAIM_SECONDS"])
-        self._stop_event = stop_event
+    def __init__(self, context: LoopContext, rows: list[OutboxMail],
+                 in_hand: bool = False) -> None:
+        self.app = context.app
+        self.lease = float(self.app.config["DELIVERY_CLAIM_SECONDS"])
+        self._context = context
         self._lock = threading.Lock()
         self._waiting = list(rows)
         self._in_hand: OutboxMail | None = None
@@ -85,29 +105,29 @@ class LeaseKeeper:
         self._finished: list[outbox.Attempt] = []  # attempts not yet written
         self._finished_since = 0.0  # when the oldest of them finished
         self._writing = threading.Lock()  # one writer of this batch's attempts at a time
-        self._chunk: Callable[[], int] = lambda: 1
+        self._check = LastCheck()
 
     def start(self) -> None:
         """Start the heartbeat."""
         _heartbeat().add(self)
 
-    def next_mail(self, should_stop: Callable[[], bool] | None = None) -> OutboxMail | None:
+    def next_mail(self) -> OutboxMail | None:
         """The next mail to send, with a live lease and marked in hand; None when done.
 
         While the mails marked by the last commit last, and the lease is fresh, this
         costs no database round trip; otherwise one commit writes the finished
-        attempts, renews the batch and marks the next chunk (see `chunk_size`).
+        attempts, renews the batch and marks the next chunk (DeliveryPool.chunk_size).
         """
         while True:
             with self._lock:
                 self._in_hand = None
-                if self._stopping() or (should_stop and should_stop()) or not self._waiting:
+                if self._stopping() or self._context.paused() or not self._waiting:
                     break
                 row = self._waiting[0]
                 if row.id in self._marked and self._fresh():
                     return self._take(row)
                 rest = list(self._waiting)
-                chunk = rest[:max(1, min(self._chunk(), MAX_CHUNK))]
+                chunk = rest[:max(1, min(self._context.pool.chunk_size(), MAX_CHUNK))]
             started = time.monotonic()
             held = self._write(rest, chunk)
             with self._lock:
@@ -119,10 +139,6 @@ class LeaseKeeper:
                 return self._take(row)
         self.give_back()
         return None
-
-    def chunk_size(self, size: Callable[[], int]) -> None:
-        """How many mails to mark in hand at each commit, asked anew at each one."""
-        self._chunk = size
 
     def record(self, attempt: outbox.Attempt) -> None:
         """A finished attempt, written with the next commit of this batch."""
@@ -143,9 +159,9 @@ class LeaseKeeper:
         return row
 
     def _fresh(self) -> bool:
-        """Whether the claims were renewed (successfully) within the last third of the lease:
-        recently enough to send without renewing them."""
-        return self._held_until - time.monotonic() > self.lease * 2 / 3
+        """Whether the claims were renewed (successfully) within the last RENEW_FRACTION of
+        the lease: recently enough to send without renewing them."""
+        return self._held_until - time.monotonic() > self.lease * (1 - RENEW_FRACTION)
 
     def _write(self, renew: list[OutboxMail], starting: list[OutboxMail]) -> set[int]:
         """One commit: the finished attempts, renewed claims, the next chunk in hand."""
@@ -174,6 +190,19 @@ class LeaseKeeper:
         with self._lock:
             return ([self._in_hand] if self._in_hand else []) + list(self._waiting)
 
+    def still_held(self, row: OutboxMail) -> bool:
+        """The last check before MAIL FROM: whether the mail may still go.
+
+        A mail whose row was deleted meanwhile (erasure, deletion, retention), though
+        this batch holds it marked in hand, must not be sent. Together with the mark
+        this makes removal final: whatever a removal counted as cancelled was never
+        marked before its commit, so no worker can send it after (its mark, a
+        conditional UPDATE, finds no row); a mail it counted as in hand is sent after
+        its commit only if its worker was past this check (in practice, the mail in
+        DATA on each connection).
+        """
+        return self._check.still_held(row)
+
     def sending(self, connection: Any) -> None:
         """The mail in hand is now being sent over `connection`."""
         with self._lock:
@@ -201,12 +230,15 @@ class LeaseKeeper:
         with self._beating:  # a beat in progress for this batch ends first
             pass
         try:
-            self.flush()
+            self._check.close()
         finally:
-            self.give_back()
+            try:
+                self.flush()
+            finally:
+                self.give_back()
 
     def _stopping(self) -> bool:
-        return self._stop_seen is not None or bool(self._stop_event and self._stop_event.is_set())
+        return self._stop_seen is not None or self._context.stop.is_set()
 
     def _renewed(self, started: float) -> None:
         self._renewed_at, self._held_until = started, started + self.lease
@@ -248,16 +280,16 @@ class LeaseKeeper:
         return [row for row in self._waiting if row.id in self._marked]
 
     def _beat(self) -> None:
-        """Give back on stop; write attempts finished a while ago; renew every third of the
-        lease."""
-        if self._stop_event is not None and self._stop_event.is_set():
+        """Give back on stop; write attempts finished a while ago; renew every RENEW_FRACTION
+        of the lease."""
+        if self._context.stop.is_set():
             if self._stop_seen is None:
                 self._stop_seen = time.monotonic()
                 self.give_back()
         with self._lock:
             overdue = bool(self._finished) and \
                 time.monotonic() - self._finished_since >= FLUSH_SECONDS
-        if time.monotonic() - self._renewed_at < self.lease / 3:  # not yet due (or retried)
+        if time.monotonic() - self._renewed_at < self.lease * RENEW_FRACTION:  # not yet due
             if overdue:  # the sender is busy with a long mail: write them from here
                 self.flush()
             return
@@ -274,7 +306,7 @@ class LeaseKeeper:
         with self._lock:
             if self._connection is None:
                 return
-            if self._held_until - now < self.lease / 3:
+            if self._held_until - now < self.lease * RENEW_FRACTION:
                 self._abort(LEASE_AT_RISK)
             elif now - self._send_started > MAX_SECONDS_PER_MAIL:
                 self._abort(TOO_LONG)
@@ -343,3 +375,39 @@ def _heartbeat() -> Heartbeat:
             _heartbeats.clear()
             _heartbeats[pid] = Heartbeat()
         return _heartbeats[pid]
+
+
+# A mail still held by the claim that took it; built once: building it costs more than
+# running it.
+_STILL_HELD = select(OutboxMail.id).where(
+    OutboxMail.id == bindparam("mail_id"), OutboxMail.claim_token == bindparam("token"),
+    OutboxMail.status == Status.SENDING)
+
+
+class LastCheck:
+    """Whether a mail this worker holds may still go: asked just before its MAIL FROM.
+
+    Erasure, deletion and retention remove a mail by deleting its row, which may
+    happen while a batch holds it, marked in hand. The check is one primary-key read
+    per mail, over a connection of its own in autocommit kept for the batch: no
+    transaction is left open while the mail is sent (on SQLite it would pin an old
+    snapshot), and none is begun and ended around each read (a few round trips).
+    """
+
+    def __init__(self) -> None:
+        self._connection: Connection | None = None
+
+    def still_held(self, row: OutboxMail) -> bool:
+        """Whether the row is still there and this worker's claim still holds it."""
+        if self._connection is None:
+            self._connection = db.engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT")
+        found = self._connection.execute(_STILL_HELD, {"mail_id": row.id,
+                                                       "token": row.claim_token})
+        return found.first() is not None
+
+    def close(self) -> None:
+        """Give the connection back to the pool."""
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            connection.close()

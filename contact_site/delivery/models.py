@@ -22,7 +22,7 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
-class Kind(StrEnum):
+class MailKind(StrEnum):
     """The two mails of a submission."""
 
     OWNER = "recipient"  # the message for the chosen recipient

@@ -1,4 +1,8 @@
-"""The outbox's state machine: enqueue, claim with a lease, record each attempt, requeue."""
+"""The outbox's state machine: enqueue, claim with a lease, record each attempt, requeue.
+
+These are the statements; when a batch runs them, and so when a mail is marked in
+hand (`send_started_at`), checked and cleared, is told in lease.py.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from email.utils import make_msgid, parseaddr
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..database import utcnow
@@ -21,9 +25,9 @@ from ..escaping import without_addresses
 from ..extensions import db
 from ..submissions.models import HAM, SPAM, Submission
 from ..write_queue import writing
-from .models import DeliveryAttempt, Kind, OutboxMail, Outcome, Status
+from .models import DeliveryAttempt, MailKind, OutboxMail, Outcome, Status
+from .timing import RETRY_JITTER, THANK_YOU_GIVE_UP_HOURS
 
-THANK_YOU_GIVE_UP_HOURS = 24
 # A mail whose claim lapsed this many times while it was being sent (it crashes
 # or hangs its worker) is failed instead of being tried again.
 MAX_TAKEOVERS = 3
@@ -35,7 +39,7 @@ log = logging.getLogger("contact_site.delivery")
 def give_up_at(kind: str, now: datetime) -> datetime:
     """When a mail of this kind queued `now` is declared failed: thank-you mails sooner."""
     hours = current_app.config["DELIVERY_GIVE_UP_HOURS"]
-    if kind == Kind.THANK_YOU:
+    if kind == MailKind.THANK_YOU:
         hours = min(hours, THANK_YOU_GIVE_UP_HOURS)
     return now + timedelta(hours=hours)
 
@@ -50,18 +54,18 @@ def enqueue_submission(submission: Submission) -> list[OutboxMail]:
     """Add the mails its verdict earns a new submission to the session (the caller commits).
 
     Ham: the owner's mail and (within the daily cap) the thank-you; suspect: the
-    owner's mail alone, so the form cannot mail strangers; spam: none (SPEC §12).
+    owner's mail alone, so the form cannot mail strangers; spam: none (docs/spam-verdicts.md).
     """
-    if submission.is_spam or submission.verdict == SPAM:
+    if submission.verdict == SPAM:
         return []
-    wanted = [(Kind.OWNER, submission.recipient_address)]
+    wanted = [(MailKind.OWNER, submission.recipient_address)]
     # An unflushed row has no verdict yet: its column default is ham.
-    if submission.thank_you_sent and (submission.verdict or HAM) == HAM:
-        wanted.append((Kind.THANK_YOU, submission.email))
+    if submission.thank_you_promised and (submission.verdict or HAM) == HAM:
+        wanted.append((MailKind.THANK_YOU, submission.email))
     return [enqueue_mail(submission, kind, address) for kind, address in wanted]
 
 
-def enqueue_mail(submission: Submission, kind: Kind, address: str) -> OutboxMail:
+def enqueue_mail(submission: Submission, kind: MailKind, address: str) -> OutboxMail:
     """Add one mail for a submission, due now, with a new Message-ID (the caller commits)."""
     now = utcnow()
     row = OutboxMail(
@@ -177,11 +181,11 @@ def _still_deliverable(row: OutboxMail, now: datetime) -> bool:
 
 
 def retry_delay(attempts: int) -> float:
-    """Exponential backoff from the base, doubling, capped, with jitter."""
+    """Exponential backoff from the base, doubling, capped, less a random RETRY_JITTER."""
     config = current_app.config
     delay = min(config["DELIVERY_RETRY_MAX_SECONDS"],
                 config["DELIVERY_RETRY_BASE_SECONDS"] * 2 ** max(attempts - 1, 0))
-    return float(delay * random.uniform(0.75, 1.0))
+    return float(delay * random.uniform(1.0 - RETRY_JITTER, 1.0))
 
 
 def _write(row: OutboxMail, outcome: Outcome | None, reply: str | None, seconds: float,
@@ -283,16 +287,6 @@ def settle(attempts: Sequence[Attempt], renew: Sequence[OutboxMail] = (),
     return held
 
 
-def record_sent(row: OutboxMail, seconds: float = 0.0, note: str | None = None) -> None:
-    """The server answered 250 to the data."""
-    settle([Attempt(row, Status.SENT, note or "250", seconds)])
-
-
-def record_failed(row: OutboxMail, error: str, seconds: float = 0.0) -> None:
-    """A permanent failure: the mail will not be tried again unless an operator asks."""
-    settle([Attempt(row, Status.FAILED, error, seconds)])
-
-
 def release(row: OutboxMail) -> None:
     """Give a claimed mail back to the queue without counting an attempt."""
     _finish(row, None, None, 0.0, status=Status.QUEUED)
@@ -303,42 +297,6 @@ def _held_by(rows: Sequence[OutboxMail]) -> ColumnElement[bool]:
     return and_(OutboxMail.id.in_([row.id for row in rows]),
                 OutboxMail.claim_token.in_({row.claim_token for row in rows}),
                 OutboxMail.status == Status.SENDING)
-
-
-# A mail still held by the claim that took it; built once: building it costs more than
-# running it.
-_STILL_HELD = select(OutboxMail.id).where(
-    OutboxMail.id == bindparam("mail_id"), OutboxMail.claim_token == bindparam("token"),
-    OutboxMail.status == Status.SENDING)
-
-
-class LastCheck:
-    """Whether a mail this worker holds may still go: asked just before its MAIL FROM.
-
-    Erasure, deletion and retention remove a mail by deleting its row, which may
-    happen while a batch holds it, marked in hand. The check is one primary-key read
-    per mail, over a connection of its own in autocommit kept for the batch: no
-    transaction is left open while the mail is sent (on SQLite it would pin an old
-    snapshot), and none is begun and ended around each read (a few round trips).
-    """
-
-    def __init__(self) -> None:
-        self._connection: Connection | None = None
-
-    def still_held(self, row: OutboxMail) -> bool:
-        """Whether the row is still there and this worker's claim still holds it."""
-        if self._connection is None:
-            self._connection = db.engine.connect().execution_options(
-                isolation_level="AUTOCOMMIT")
-        found = self._connection.execute(_STILL_HELD, {"mail_id": row.id,
-                                                       "token": row.claim_token})
-        return found.first() is not None
-
-    def close(self) -> None:
-        """Give the connection back to the pool."""
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            connection.close()
 
 
 def unmark(rows: Sequence[OutboxMail]) -> None:
@@ -362,18 +320,11 @@ def release_all(rows: list[OutboxMail]) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def renew_claims(rows: list[OutboxMail], starting: OutboxMail | None = None) -> set[int]:
-    """A full lease again on the claims still held (and `starting` marked in hand); their ids.
-
-    The token, not the time, proves the claim: a takeover changes it, so
-    renewing a claim that lapsed unnoticed is safe as long as nobody took it.
-    """
-    return settle([], rows, [starting] if starting is not None else [])
-
-
 def _renew(rows: Sequence[OutboxMail], starting: Sequence[OutboxMail],
            now: datetime) -> set[int]:
     """Renew the claims still held and mark `starting` in hand (no commit); their ids."""
+    # The token, not the time, proves the claim: a takeover changes it, so renewing a
+    # claim that lapsed unnoticed is safe as long as nobody took it.
     values: dict[str, Any] = {"claimed_until": _lease(now)}
     if starting:
         values["send_started_at"] = case(
@@ -406,8 +357,8 @@ def requeue(ids: list[int] | None = None) -> int:
     if ids:
         query = query.where(OutboxMail.id.in_(ids))
     now = utcnow()
-    give_up = case((OutboxMail.kind == Kind.THANK_YOU, give_up_at(Kind.THANK_YOU, now)),
-                   else_=give_up_at(Kind.OWNER, now))
+    give_up = case((OutboxMail.kind == MailKind.THANK_YOU, give_up_at(MailKind.THANK_YOU, now)),
+                   else_=give_up_at(MailKind.OWNER, now))
     result = db.session.execute(query.values(
         status=Status.QUEUED, next_attempt_at=now, claim_token=None, claimed_until=None,
         expires_at=give_up, takeovers=0, send_started_at=None,
@@ -416,7 +367,7 @@ def requeue(ids: list[int] | None = None) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def hold_for_config_error(rows: list[OutboxMail], error: str, until: datetime) -> int:
+def hold_queue(rows: list[OutboxMail], error: str, until: datetime) -> int:
     """Give claimed mails back and try no queued mail before `until`; that wait is not
     counted towards any give-up time. Returns how many queued mails are held."""
     for row in rows:  # in each mail's history, but not counted as an attempt

@@ -14,18 +14,14 @@ import os
 import smtplib
 import threading
 import time
+from dataclasses import dataclass
 
 from flask import Flask
 
-THROTTLE_SECONDS = 60.0
+from ..app_state import state_of
+from .timing import BATCH_SECONDS, FLUSH_SECONDS, THROTTLE_SECONDS
+
 THROTTLED = 421
-# A claim is sized to keep its loop busy for about this long: a fast server gets whole
-# batches (one claim for many mails), a slow one small claims, so that the loops of
-# every process of the deployment share a burst instead of the first loop taking it all.
-BATCH_SECONDS = 5.0
-# Finished attempts wait in memory about this long at most, then are written together
-# (group commit; see lease.py).
-FLUSH_SECONDS = 0.25
 # Mails marked in hand by one commit, at most: what a worker's death sends twice.
 MAX_CHUNK = 32
 SEND_TIME_WEIGHT = 0.2  # of the newest send in the running average
@@ -74,7 +70,7 @@ class Wake:
     A shared Event would wake every loop for each submission, and all but one would
     find nothing to do (a read, a claim of nothing, a commit); several pending
     wake-ups would likewise split a busy form's submissions into a claim each. The
-    loop woken gathers what is due (worker.GATHER_SECONDS), and one that finds more
+    loop woken gathers what is due (timing.GATHER_SECONDS), and one that finds more
     than its share passes a wake-up on. `set_all` (stopping) wakes them all, for good.
     """
 
@@ -188,12 +184,18 @@ class DeliveryPool:
 _creating = threading.Lock()
 
 
+@dataclass
+class PoolState:
+    """The app's delivery pool, as made in the process that last asked for it."""
+
+    pool: DeliveryPool | None = None
+
+
 def pool_of(app: Flask) -> DeliveryPool:
     """This process's pool for the app, made at first use (a forked child makes its own)."""
+    state = state_of(app, PoolState)
     with _creating:
-        pool: DeliveryPool | None = app.extensions.get("contact_delivery_pool")
-        if pool is None or pool.pid != os.getpid():
-            pool = DeliveryPool(app.config["DELIVERY_CONCURRENCY"],
-                                app.config["DELIVERY_MAX_PER_MINUTE"])
-            app.extensions["contact_delivery_pool"] = pool
-        return pool
+        if state.pool is None or state.pool.pid != os.getpid():
+            state.pool = DeliveryPool(app.config["DELIVERY_CONCURRENCY"],
+                                      app.config["DELIVERY_MAX_PER_MINUTE"])
+        return state.pool

@@ -19,7 +19,7 @@ from flask_mail import (
     sanitize_addresses,
 )
 
-from .compose import CRLFMessage, StreamedMail
+from .mime import CRLFMessage, StreamedMail
 
 LEADING_DOT = re.compile(rb"(?m)^\.")
 SEND_BLOCK = 64 * 1024
@@ -113,7 +113,7 @@ class ConfigurationError(smtplib.SMTPException):
         self.reason = reason
 
 
-def is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
     """Whether `host` names this machine: `localhost`, 127.0.0.0/8 or ::1 (no DNS look-up)."""
     name = host.strip().rstrip(".").lower()
     if name == "localhost":
@@ -154,7 +154,8 @@ def _check_cleartext(config: Mapping[str, Any], peer: str | None = None) -> None
     """Refuse a login without TLS unless the server, and the socket's peer, are loopback."""
     if not has_credentials(config) or config["MAIL_USE_TLS"] or config["MAIL_USE_SSL"]:
         return
-    if not is_loopback(config["MAIL_SERVER"]) or (peer is not None and not is_loopback(peer)):
+    if not is_loopback_host(config["MAIL_SERVER"]) or (
+            peer is not None and not is_loopback_host(peer)):
         raise ConfigurationError(
             "MAIL_USERNAME is set but neither MAIL_USE_TLS nor MAIL_USE_SSL is, and "
             f"{config['MAIL_SERVER']} is not loopback: the password would travel in clear text")
@@ -177,7 +178,7 @@ def _login(host: smtplib.SMTP, config: Mapping[str, Any]) -> None:
         host.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"])
     except smtplib.SMTPAuthenticationError as error:
         if 500 <= error.smtp_code < 600:  # 454 and other 4xx: a passing state, retried
-            raise ConfigurationError(f"login refused: {describe(error)}") from error
+            raise ConfigurationError(f"login refused: {describe_smtp_error(error)}") from error
         raise
     except smtplib.SMTPNotSupportedError as error:
         raise ConfigurationError(f"login impossible: {error}") from error
@@ -283,7 +284,7 @@ def _text(reply: bytes | str) -> str:
     return reply.decode(errors="replace") if isinstance(reply, bytes) else reply
 
 
-def describe(error: BaseException) -> str:
+def describe_smtp_error(error: BaseException) -> str:
     """The error as one line: the server's reply when there is one."""
     if isinstance(error, ConfigurationError):
         return error.reason

@@ -2,18 +2,17 @@
 
 It sits above `submissions` and `delivery` (it reads both); the console (`admin`)
 and the `flask submissions` commands use it. Delivery never imports it: the daily
-retention job is handed to the delivery loops through `app.extensions`.
+retention job is handed to the delivery loops through `contact_site.daily_jobs`.
 """
 
 from __future__ import annotations
 
 from flask import Flask, current_app
 
+from ..daily_jobs import add_daily_job
 from . import cli, models, retention
 
 __all__ = ["init_app", "models"]
-
-DAILY_JOBS = "contact_daily_jobs"  # callables(app, now) the delivery loops call
 
 
 def retention_notice() -> dict[str, dict[str, int]]:
@@ -27,5 +26,5 @@ def retention_notice() -> dict[str, dict[str, int]]:
 def init_app(app: Flask) -> None:
     """The `submissions` commands, the daily retention job, the privacy line's values."""
     cli.init_app(app)
-    app.extensions.setdefault(DAILY_JOBS, []).append(retention.run_daily)
+    add_daily_job(app, retention.run_daily)
     app.context_processor(retention_notice)

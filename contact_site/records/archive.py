@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, and_, exists, func, not_, or_, select
+from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..delivery.models import Kind, OutboxMail, Status
+from ..delivery.models import MailKind, OutboxMail, Status
 from ..submissions.content import spellings
-from ..submissions.models import SUSPECT, Submission, mailbox_key
+from ..submissions.models import SPAM, SUSPECT, Submission, mailbox_key
 
 # `all` leaves spam out: it is reviewed under its own filter.
 FILTERS = ("all", "pending", "delivered", "failed", "suspect", "spam")
@@ -16,23 +16,23 @@ FILTERS = ("all", "pending", "delivered", "failed", "suspect", "spam")
 def _owner_mail(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
     """There is an owner's mail of this submission meeting the conditions."""
     return exists().where(OutboxMail.submission_id == Submission.id,
-                          OutboxMail.kind == Kind.OWNER, *conditions)
+                          OutboxMail.kind == MailKind.OWNER, *conditions)
 
 
 def _status_condition(status: str) -> ColumnElement[bool]:
-    """The WHERE clause of one status filter (SPEC §9)."""
-    if status == "spam":  # is_spam is kept true exactly for the verdict spam
-        return Submission.is_spam.expression
+    """The WHERE clause of one status filter (README, "The owner's console")."""
+    if status == "spam":
+        return Submission.verdict == SPAM
     if status == "suspect":
-        return and_(not_(Submission.is_spam), Submission.verdict == SUSPECT)
+        return Submission.verdict == SUSPECT
+    not_spam = Submission.verdict != SPAM
     if status == "pending":
-        return and_(not_(Submission.is_spam), _owner_mail(
-            OutboxMail.status.in_([Status.QUEUED, Status.SENDING])))
+        return and_(not_spam, _owner_mail(OutboxMail.status.in_([Status.QUEUED, Status.SENDING])))
     if status == "delivered":
-        return and_(not_(Submission.is_spam), _owner_mail(OutboxMail.status == Status.SENT))
+        return and_(not_spam, _owner_mail(OutboxMail.status == Status.SENT))
     if status == "failed":
-        return and_(not_(Submission.is_spam), _owner_mail(OutboxMail.status == Status.FAILED))
-    return not_(Submission.is_spam)
+        return and_(not_spam, _owner_mail(OutboxMail.status == Status.FAILED))
+    return not_spam
 
 
 def _search_condition(q: str) -> ColumnElement[bool]:

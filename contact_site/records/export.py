@@ -21,10 +21,10 @@ from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.engine import Engine, RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..delivery.models import Kind, OutboxMail
+from ..delivery.models import MailKind, OutboxMail
 from ..extensions import db
 from ..private_files import open_private
-from ..submissions.models import Submission
+from ..submissions.models import SPAM, Submission
 
 PAGE_ROWS = 500
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
@@ -35,9 +35,9 @@ NO_MAIL = "none"
 def owner_mail_status() -> ColumnElement[str]:
     """"spam", else the state of the submission's newest owner mail ("none" without one)."""
     newest = (select(OutboxMail.status)
-              .where(OutboxMail.submission_id == Submission.id, OutboxMail.kind == Kind.OWNER)
+              .where(OutboxMail.submission_id == Submission.id, OutboxMail.kind == MailKind.OWNER)
               .order_by(OutboxMail.id.desc()).limit(1).correlate(Submission).scalar_subquery())
-    return case((Submission.is_spam, "spam"), else_=func.coalesce(newest, NO_MAIL))
+    return case((Submission.verdict == SPAM, SPAM), else_=func.coalesce(newest, NO_MAIL))
 
 
 # Field name → column, in the order of the CSV header.

@@ -1,9 +1,9 @@
-"""Deleting, erasing and disclosing what is held about a visitor (SPEC §10).
+"""Deleting, erasing and disclosing what is held about a visitor (docs/privacy.md).
 
 A submission's mails go with it, their attempts (ON DELETE CASCADE), then its
 upload folder. Erasure also forgets the rate-limit counters of the addresses it
 was posted from, and on SQLite rewrites the database file and empties its WAL,
-where deleted rows otherwise linger (TRAPS.md). Logs and summaries carry counts,
+where deleted rows otherwise linger (docs/stack-pitfalls.md). Logs and summaries carry counts,
 never the address.
 
 Removal is final for mail: deleting a mail's row is what cancels it, even in a
@@ -305,7 +305,7 @@ def _submission_record(submission: Submission) -> dict[str, object]:
 
 
 def visitor_export(address: str) -> dict[str, Any]:
-    """Everything held about one address, for an access request (SPEC §10)."""
+    """Everything held about one address, for an access request (docs/privacy.md)."""
     submissions = list(db.session.scalars(
         select(Submission).where(from_address(address))
         .order_by(Submission.created_at, Submission.id)))

@@ -1,4 +1,4 @@
-"""Retention (SPEC §4, §10): what is deleted when, applied once a day across all processes.
+"""Retention (docs/privacy.md): what is deleted when, applied once a day across all processes.
 
 `purge(now)` does the work for a given clock (tests pass a moved one);
 `purge_if_due(now)` runs it only when this process wins the day's turn, taken
@@ -19,10 +19,11 @@ from sqlalchemy import and_, delete, exists, func, insert, not_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from ..delivery.models import Kind, OutboxMail, Status
+from ..app_state import state_of
+from ..delivery.models import MailKind, OutboxMail, Status
 from ..extensions import db
 from ..ratelimit import RateLimitCounter
-from ..submissions.models import Submission
+from ..submissions.models import SPAM, Submission
 from .models import DAILY, MaintenanceRun
 from .privacy import (
     BATCH,
@@ -76,7 +77,7 @@ def _delete_where(*conditions: ColumnElement[bool]) -> Removed:
 
 def _uploads_done(cutoff: datetime) -> list[str]:
     """Submissions whose file went out in an owner's mail sent before `cutoff`, none pending."""
-    owner = and_(OutboxMail.submission_id == Submission.id, OutboxMail.kind == Kind.OWNER)
+    owner = and_(OutboxMail.submission_id == Submission.id, OutboxMail.kind == MailKind.OWNER)
     last_sent = (select(func.max(OutboxMail.sent_at))
                  .where(owner, OutboxMail.status == Status.SENT).scalar_subquery())
     pending = exists().where(owner, OutboxMail.status.in_([Status.QUEUED, Status.SENDING]))
@@ -132,7 +133,7 @@ def purge(now: datetime) -> Purge:
     upload_days = config["CONTACT_UPLOAD_RETENTION_DAYS"]
     old = _delete_where(Submission.created_at < now - timedelta(days=days)) \
         if days else Removed()
-    spam = _delete_where(Submission.is_spam.expression, Submission.created_at
+    spam = _delete_where(Submission.verdict == SPAM, Submission.created_at
                          < now - timedelta(days=spam_days)) if spam_days else Removed()
     uploads = _expire_uploads(now - timedelta(days=upload_days)) if upload_days else 0
     result = Purge(old.submissions, spam.submissions, uploads, _sweep_orphans(now),
@@ -167,12 +168,19 @@ def purge_if_due(now: datetime) -> Purge | None:
     return purge(now) if take_daily_turn(now) else None
 
 
+@dataclass
+class RetentionState:
+    """When this process next asks the database whether the day's purge is due."""
+
+    next_check: float = 0.0  # time.monotonic()
+
+
 def run_daily(app: Flask, now: datetime) -> None:
     """The daily job the delivery loops call: asks the database at most every CHECK_SECONDS."""
-    state = app.extensions.setdefault("contact_retention_next_check", [0.0])
-    if time.monotonic() < state[0]:
+    state = state_of(app, RetentionState)
+    if time.monotonic() < state.next_check:
         return
-    state[0] = time.monotonic() + CHECK_SECONDS
+    state.next_check = time.monotonic() + CHECK_SECONDS
     with app.app_context():
         try:
             purge_if_due(now)

@@ -1,4 +1,6 @@
-"""Spam defence: a verdict for every submission (SPEC §12) and the `GET /altcha` challenge.
+"""Spam defence: a verdict for every submission and the `GET /altcha` challenge.
+
+The verdicts, their reasons and the challenge are described in docs/spam-verdicts.md.
 
 Layers, each in its own module: the honeypot and the rules in verdict.py, the
 time trap (timetrap.py), proof of work (altcha.py, with replay.py), and rules
@@ -11,10 +13,10 @@ from __future__ import annotations
 from flask import Flask
 
 from .timetrap import issue_form_time
-from .verdict import Kind, Verdict, judge
+from .verdict import Verdict, VerdictKind, judge
 from .views import bp
 
-__all__ = ["Kind", "Verdict", "init_app", "issue_form_time", "judge"]
+__all__ = ["Verdict", "VerdictKind", "init_app", "issue_form_time", "judge"]
 
 
 def init_app(app: Flask) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
-# The ALTCHA protocol's first version, the one SPEC §12 describes (the package's default is v2).
+# The ALTCHA protocol's first version (docs/spam-verdicts.md; the package's default is v2).
 from altcha.v1 import ChallengeOptions, Payload, create_challenge, verify_solution
 from flask import current_app
 
@@ -76,7 +76,7 @@ def is_signed_by_us(solution: Solution) -> bool:
 
 
 def new_challenge(now: datetime) -> dict[str, object]:
-    """A fresh signed challenge, as `GET /altcha` answers it (SPEC §12)."""
+    """A fresh signed challenge, as `GET /altcha` answers it (docs/spam-verdicts.md)."""
     options = ChallengeOptions(algorithm=ALGORITHM, max_number=MAX_NUMBER,
                                  hmac_key=hmac_key(), expires=as_utc(now) + CHALLENGE_LIFETIME)
     challenge = create_challenge(options)

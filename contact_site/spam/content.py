@@ -19,6 +19,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import delete, exists, select
 
+from ..app_state import state_of
 from ..extensions import db
 from ..keys import keyed_digests
 from ..ratelimit import network_of
@@ -32,7 +33,13 @@ LINK = re.compile(r"(?:\b(?:https?|ftp)://(?:www\.)?|(?<![\w./@-])www\.|\[url\b|
 FINGERPRINT_SALT = b"contact_site.spam.fingerprint\n"
 # Fingerprints past the window are deleted this often at most (per process).
 PRUNE_EVERY = timedelta(minutes=1)
-PRUNED_KEY = "contact_fingerprints_pruned"
+
+
+@dataclass
+class SpamState:
+    """When this process last deleted the fingerprints past the window."""
+
+    fingerprints_pruned_at: datetime | None = None
 
 
 def link_count(text: str) -> int:
@@ -146,10 +153,11 @@ def is_duplicate(message: str, remote_addr: str | None,
 
 def _prune(since: datetime, now: datetime) -> None:
     """Delete the fingerprints seen before `since`, unless this process did a moment ago."""
-    last = current_app.extensions.get(PRUNED_KEY)
+    state = state_of(current_app, SpamState)
+    last = state.fingerprints_pruned_at
     if last is not None and timedelta(0) <= now - last < PRUNE_EVERY:
         return  # a commit (an fsync) per post otherwise, for rows the query ignores anyway
-    current_app.extensions[PRUNED_KEY] = now
+    state.fingerprints_pruned_at = now
     with db.engine.begin() as conn:
         conn.execute(delete(MessageFingerprint.__table__).where(
             MessageFingerprint.__table__.c.seen_at <= since))

@@ -1,4 +1,4 @@
-"""Every submission's verdict: ham, suspect or spam, with the reasons found (SPEC §12).
+"""Every submission's verdict: ham, suspect or spam, with the reasons found (docs/spam-verdicts.md).
 
 `judge` runs every rule and keeps every reason; the worst kind wins. Reasons
 are short codes shown to the owner; the only free text in them is the owner's
@@ -26,7 +26,7 @@ BLOCKLIST_FIELDS = ("message", "subject", "name", "email")
 REASON_SEPARATOR = "\n"  # blocklist entries are one a line, so none holds one
 
 
-class Kind(enum.StrEnum):
+class VerdictKind(enum.StrEnum):
     """What a submission is taken for; the value is what the database stores."""
 
     HAM = "ham"
@@ -35,27 +35,27 @@ class Kind(enum.StrEnum):
 
 
 # Each reason code and the kind it makes a submission; `blocklist:<entry>` is spam.
-REASONS: dict[str, Kind] = {
-    "honeypot": Kind.SPAM,
-    "too_fast": Kind.SPAM,
-    "time_tampered": Kind.SPAM,
-    "no_form_time": Kind.SUSPECT,
-    "no_proof": Kind.SUSPECT,
-    "proof_expired": Kind.SUSPECT,
-    "proof_replayed": Kind.SUSPECT,
-    "proof_forged": Kind.SPAM,
-    "too_many_links": Kind.SUSPECT,
-    "duplicate": Kind.SPAM,
+REASONS: dict[str, VerdictKind] = {
+    "honeypot": VerdictKind.SPAM,
+    "too_fast": VerdictKind.SPAM,
+    "time_tampered": VerdictKind.SPAM,
+    "no_form_time": VerdictKind.SUSPECT,
+    "no_proof": VerdictKind.SUSPECT,
+    "proof_expired": VerdictKind.SUSPECT,
+    "proof_replayed": VerdictKind.SUSPECT,
+    "proof_forged": VerdictKind.SPAM,
+    "too_many_links": VerdictKind.SUSPECT,
+    "duplicate": VerdictKind.SPAM,
 }
 BLOCKLIST_PREFIX = "blocklist:"
-RANK = {Kind.HAM: 0, Kind.SUSPECT: 1, Kind.SPAM: 2}
+RANK = {VerdictKind.HAM: 0, VerdictKind.SUSPECT: 1, VerdictKind.SPAM: 2}
 
 
 @dataclass(frozen=True)
 class Verdict:
     """The kind of a submission and why; `reasons` is empty for ham."""
 
-    kind: Kind
+    kind: VerdictKind
     reasons: tuple[str, ...] = ()
     # Rows the judging wants committed with the submission (the message's fingerprint).
     remember: tuple[Any, ...] = field(default=(), compare=False)
@@ -64,17 +64,17 @@ class Verdict:
     def of(cls, reasons: tuple[str, ...]) -> Verdict:
         """The verdict the reasons add up to: the worst kind among them."""
         kinds = [kind_of(reason) for reason in reasons]
-        return cls(max(kinds, key=RANK.__getitem__, default=Kind.HAM), reasons)
+        return cls(max(kinds, key=RANK.__getitem__, default=VerdictKind.HAM), reasons)
 
     def reasons_text(self) -> str:
         """The reasons as stored in `submission.verdict_reasons`."""
         return REASON_SEPARATOR.join(self.reasons)
 
 
-def kind_of(reason: str) -> Kind:
+def kind_of(reason: str) -> VerdictKind:
     """The kind one reason code makes a submission."""
     if reason.startswith(BLOCKLIST_PREFIX):
-        return Kind.SPAM
+        return VerdictKind.SPAM
     return REASONS[reason]
 
 

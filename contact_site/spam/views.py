@@ -1,4 +1,4 @@
-"""`GET /altcha`: a fresh proof-of-work challenge for the page's script (SPEC §12)."""
+"""`GET /altcha`: a fresh proof-of-work challenge for the page's script (docs/spam-verdicts.md)."""
 
 from __future__ import annotations
 

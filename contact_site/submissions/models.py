@@ -20,7 +20,8 @@ EMAIL_COLUMN = 320
 SUBJECT_MAX = 200
 MESSAGE_MAX = 10_000
 KEY_MAX = 64
-# The verdicts a submission is stored with: contact_site.spam.Kind's values (SPEC §12).
+# The verdicts a submission is stored with: contact_site.spam.VerdictKind's values
+# (docs/spam-verdicts.md).
 HAM, SUSPECT, SPAM = "ham", "suspect", "spam"
 VERDICTS = (HAM, SUSPECT, SPAM)
 # Gmail ignores dots in the part before the @; other providers may not, so only these.
@@ -71,15 +72,17 @@ class Submission(Model):
     attachment_path: Mapped[str | None] = mapped_column(String(255))
     attachment_type: Mapped[str | None] = mapped_column(String(100))
     attachment_size: Mapped[int | None]
-    is_spam: Mapped[bool] = mapped_column(default=False)
-    # The spam verdict (contact_site.spam.Kind: ham, suspect, spam) and its reason codes,
-    # one a line (contact_site.spam.verdict.reasons_from_text).
+    # The spam verdict (contact_site.spam.VerdictKind: ham, suspect, spam), the one record
+    # of whether it is spam, and its reason codes, one a line
+    # (contact_site.spam.verdict.reasons_from_text).
     verdict: Mapped[str] = mapped_column(String(16), default="ham", server_default="ham",
                                          index=True)
     verdict_reasons: Mapped[str] = mapped_column(Text, default="", server_default="")
-    # The visitor's language (SPEC §11): the thank-you mail is written in it.
+    # The visitor's language (docs/languages.md): the thank-you mail is written in it.
     language: Mapped[str] = mapped_column(String(16), default="en", server_default="en")
-    thank_you_sent: Mapped[bool] = mapped_column(default=False)
+    # Set when the thank-you mail is queued (within the daily cap), whether or not it
+    # goes out later: what the cap counts.
+    thank_you_promised: Mapped[bool] = mapped_column(default=False)
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     # sha256 of what was written (submissions/content.py): a known key folds only with it.
     content_hash: Mapped[str | None] = mapped_column(String(64))

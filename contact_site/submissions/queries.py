@@ -22,7 +22,7 @@ def thank_you_count(mailbox: str, since: datetime) -> int:
     """How many thank-you mails this mailbox (a `mailbox_key`) was promised since `since`."""
     count = db.session.scalar(
         select(func.count()).select_from(Submission).where(
-            Submission.mailbox_key == mailbox, Submission.thank_you_sent,
+            Submission.mailbox_key == mailbox, Submission.thank_you_promised,
             Submission.created_at >= since,
         )
     )

@@ -34,20 +34,19 @@ class NewSubmission:
     key: str
     fields: Mapping[str, Any]  # Submission column names to values
     upload: CheckedUpload | None = None
-    is_spam: bool = False
     remote_addr: str | None = None
-    verdict: str | None = None  # ham, suspect or spam; None: spam if is_spam, else ham
+    verdict: str | None = None  # ham, suspect or spam; None: not judged, stored as ham
     verdict_reasons: str = ""  # the reason codes, one a line (spam.Verdict.reasons_text)
 
     @property
     def held(self) -> bool:
         """Spam: stored for the record, with no file and no mail."""
-        return self.is_spam or self.verdict == SPAM
+        return self.verdict == SPAM
 
     @property
     def kind(self) -> str:
         """The verdict stored with the submission."""
-        return SPAM if self.held else (self.verdict or HAM)
+        return self.verdict or HAM
 
 
 def lock_mailbox(mailbox: str) -> None:
@@ -92,34 +91,14 @@ def store_submission(data: NewSubmission, enqueue: Callable[[Submission], object
         if existing.content_hash == content:
             return existing
         data = replace(data, key=new_submission_key())
-    submission = Submission(id=uuid.uuid4().hex, submission_key=data.key, created_at=utcnow(),
-                            content_hash=content, is_spam=data.held, verdict=data.kind,
-                            verdict_reasons=data.verdict_reasons, remote_addr=data.remote_addr,
-                            **data.fields)
-    submission.mailbox_key = mailbox_key(submission.email)
+    submission = _new_submission(data, content)
     folder = Path(current_app.config["UPLOAD_FOLDER"]) / submission.id
     try:
-        if data.upload is not None and not data.held:
-            stored = store_file(data.upload, folder)
-            submission.attachment_name = data.upload.filename
-            submission.attachment_type = data.upload.content_type
-            submission.attachment_size = data.upload.size
-            submission.attachment_path = str(stored.relative_to(folder.parent))
-        with writing():
-            if data.kind == HAM:  # a suspect submission is never thanked (SPEC §12)
-                # Counted before anything is added to the session: autoflush would
-                # otherwise write the row first, outside the lock on SQLite.
-                lock_mailbox(submission.mailbox_key)
-                submission.thank_you_sent = thank_you_allowed(submission.mailbox_key)
-            db.session.add(submission)
-            db.session.add_all(with_rows)
-            if not data.held:
-                enqueue(submission)
-            db.session.commit()
+        _store_upload(data, submission, folder)
+        _add_and_commit(data, submission, enqueue, with_rows)
     except IntegrityError:
         # Another request with the same key committed first: answer like it.
-        db.session.rollback()
-        shutil.rmtree(folder, ignore_errors=True)
+        _undo(folder)
         first = find_by_key(data.key)
         if first is None:
             raise
@@ -127,7 +106,48 @@ def store_submission(data: NewSubmission, enqueue: Callable[[Submission], object
             return store_submission(replace(data, key=new_submission_key()), enqueue, with_rows)
         return first
     except BaseException:
-        db.session.rollback()
-        shutil.rmtree(folder, ignore_errors=True)
+        _undo(folder)
         raise
     return submission
+
+
+def _new_submission(data: NewSubmission, content: str) -> Submission:
+    """The row to store, with a new id, its verdict and its mailbox key (not yet added)."""
+    submission = Submission(id=uuid.uuid4().hex, submission_key=data.key, created_at=utcnow(),
+                            content_hash=content, verdict=data.kind,
+                            verdict_reasons=data.verdict_reasons, remote_addr=data.remote_addr,
+                            **data.fields)
+    submission.mailbox_key = mailbox_key(submission.email)
+    return submission
+
+
+def _store_upload(data: NewSubmission, submission: Submission, folder: Path) -> None:
+    """Store the checked file in the submission's folder, unless the submission is held."""
+    if data.upload is not None and not data.held:
+        stored = store_file(data.upload, folder)
+        submission.attachment_name = data.upload.filename
+        submission.attachment_type = data.upload.content_type
+        submission.attachment_size = data.upload.size
+        submission.attachment_path = str(stored.relative_to(folder.parent))
+
+
+def _add_and_commit(data: NewSubmission, submission: Submission,
+                    enqueue: Callable[[Submission], object], with_rows: Sequence[object]) -> None:
+    """Add the submission, its mails and `with_rows`, and commit, under the write queue."""
+    with writing():
+        if data.kind == HAM:  # a suspect submission is never thanked (docs/spam-verdicts.md)
+            # Counted before anything is added to the session: autoflush would
+            # otherwise write the row first, outside the lock on SQLite.
+            lock_mailbox(submission.mailbox_key)
+            submission.thank_you_promised = thank_you_allowed(submission.mailbox_key)
+        db.session.add(submission)
+        db.session.add_all(with_rows)
+        if not data.held:
+            enqueue(submission)
+        db.session.commit()
+
+
+def _undo(folder: Path) -> None:
+    """Roll back the transaction and remove the file stored for it."""
+    db.session.rollback()
+    shutil.rmtree(folder, ignore_errors=True)

@@ -8,17 +8,14 @@ stores the text exactly as typed.
 from __future__ import annotations
 
 import pytest
-from conftest import VALID, post_form
 from sqlalchemy import func, select
 
 from contact_site.extensions import db
 from contact_site.submissions.models import Submission
+from support.forms import VALID, post_form
 
-
-@pytest.fixture
-def app(make_app):
-    """An app whose mails stay queued: these tests read the stored rows."""
-    return make_app(deliver=False)
+# An app whose mails stay queued: these tests read the stored rows.
+pytestmark = pytest.mark.manual_delivery
 
 
 def stored(app) -> list[Submission]:

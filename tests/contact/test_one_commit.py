@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import re
 
-from conftest import post_form
+import pytest
 from sqlalchemy import event
 
 from contact_site.extensions import db
+from support.forms import post_form
 
 WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE)\b", re.I)
 
 
-def test_a_submission_is_one_commit_with_every_write_after_the_lock(make_app):
+@pytest.mark.settings(CONTACT_DUPLICATE_HOURS=24)
+@pytest.mark.manual_delivery
+def test_a_submission_is_one_commit_with_every_write_after_the_lock(app):
     """Duplicate rule and thank-you cap on (SQLite): reads, then BEGIN IMMEDIATE, then the
     rows, then one commit; the duplicate rule's pruning is not paid per post."""
-    app = make_app(deliver=False, CONTACT_DUPLICATE_HOURS=24)
     client = app.test_client()
     assert post_form(client).status_code in (200, 303)  # the first post of a process prunes
     statements: list[str] = []

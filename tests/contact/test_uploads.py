@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from upload_samples import (
+from werkzeug.datastructures import FileStorage
+
+from contact_site import create_app
+from contact_site.contact import uploads
+from contact_site.contact.uploads import REFUSALS, UploadRefused, check
+from support.upload_samples import (
     CONTENT_TYPES_HEAD,
     CONTENT_TYPES_TAIL,
     DOCX_MAIN,
@@ -41,11 +46,6 @@ from upload_samples import (
     zeros_docx,
     zipped,
 )
-from werkzeug.datastructures import FileStorage
-
-from contact_site import create_app
-from contact_site.contact import uploads
-from contact_site.contact.uploads import REFUSALS, UploadRefused, check
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 ODT_TYPE = "application/vnd.oasis.opendocument.text"
@@ -55,8 +55,10 @@ LINES = b"Dear team,\nplease find my notes below.\n" * 2000  # about 78 KiB, mor
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    """An app whose settings the checks read; no database or delivery is needed for them."""
+def upload_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """An app whose settings the checks read, its context pushed: no database or delivery is
+    needed for them, so one serves the module's hundred checks (the `app` fixture would
+    migrate a database for each)."""
     folder = tmp_path_factory.mktemp("upload_units")
     app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key-not-for-production",
                       "DATABASE_URL": f"sqlite:///{folder / 'unused.sqlite'}",
@@ -113,8 +115,8 @@ ACCEPTED = {
 
 @pytest.mark.parametrize(("filename", "content", "content_type"), ACCEPTED.values(),
                          ids=ACCEPTED.keys())
-def test_real_files_are_accepted_with_their_type(app, filename, content, content_type):
-    assert checked(app, filename, content) == content_type
+def test_real_files_are_accepted_with_their_type(upload_app, filename, content, content_type):
+    assert checked(upload_app, filename, content) == content_type
 
 
 MARKUP_OPENERS = ["<script>alert(1)</script>", "<SCRIPT src=//x.example/a.js>", "<html>",
@@ -126,13 +128,13 @@ MARKUP_OPENERS = ["<script>alert(1)</script>", "<SCRIPT src=//x.example/a.js>", 
 
 
 @pytest.mark.parametrize("markup", MARKUP_OPENERS)
-def test_txt_with_markup_after_its_first_line_is_refused(app, markup):
-    assert checked(app, "notes.txt", LINES + markup.encode() + b"\n") == "refused: markup"
+def test_txt_with_markup_after_its_first_line_is_refused(upload_app, markup):
+    assert checked(upload_app, "notes.txt", LINES + markup.encode() + b"\n") == "refused: markup"
 
 
 @pytest.mark.parametrize("markup", ["<script>", "<!--", "<img src=x onerror=alert(1)>"])
-def test_txt_markup_split_across_the_chunk_boundary_is_refused(app, markup):
-    assert checked(app, "notes.txt", at_chunk_boundary(markup.encode())) == "refused: markup"
+def test_txt_markup_split_across_the_chunk_boundary_is_refused(upload_app, markup):
+    assert checked(upload_app, "notes.txt", at_chunk_boundary(markup.encode())) == "refused: markup"
 
 
 TEXT_REFUSED = {
@@ -148,8 +150,8 @@ TEXT_REFUSED = {
 
 
 @pytest.mark.parametrize(("content", "reason"), TEXT_REFUSED.values(), ids=TEXT_REFUSED.keys())
-def test_txt_must_be_utf8_text_throughout(app, content, reason):
-    assert checked(app, "notes.txt", content) == f"refused: {reason}"
+def test_txt_must_be_utf8_text_throughout(upload_app, content, reason):
+    assert checked(upload_app, "notes.txt", content) == f"refused: {reason}"
 
 
 DOCUMENTS_REFUSED = {
@@ -200,18 +202,18 @@ DOCUMENTS_REFUSED = {
 
 @pytest.mark.parametrize(("filename", "content", "reason"), DOCUMENTS_REFUSED.values(),
                          ids=DOCUMENTS_REFUSED.keys())
-def test_hostile_documents_are_refused_with_their_reason(app, filename, content, reason):
-    assert checked(app, filename, content) == f"refused: {reason}"
+def test_hostile_documents_are_refused_with_their_reason(upload_app, filename, content, reason):
+    assert checked(upload_app, filename, content) == f"refused: {reason}"
 
 
-def test_the_bomb_is_small_and_refused_from_its_directory(app):
+def test_the_bomb_is_small_and_refused_from_its_directory(upload_app):
     """About 1 MiB declaring 1 GiB: refused on the declared size, so nothing is inflated."""
     bomb = gigabyte_bomb()
     assert len(bomb) < 2 * MIB
-    assert checked(app, "bomb.docx", bomb) == "refused: unpacked_too_large"
+    assert checked(upload_app, "bomb.docx", bomb) == "refused: unpacked_too_large"
 
 
-def test_check_leaves_the_stream_at_its_start(app):
+def test_check_leaves_the_stream_at_its_start(upload_app):
     """The stored copy is read from the beginning, whatever the checks read."""
     stream = io.BytesIO(docx())
     check(FileStorage(stream, filename="letter.docx"))
@@ -226,11 +228,11 @@ def test_every_refusal_is_one_plain_sentence_or_two(reason):
     assert not re.search(r"vbaProject|zip|ratio|Exception", words)
 
 
-def test_no_file_is_written_by_a_check(app):
+def test_no_file_is_written_by_a_check(upload_app):
     """Checks read the upload in memory: nothing appears in the upload folder."""
-    checked(app, "letter.docx", docx())
-    checked(app, "bomb.docx", gigabyte_bomb())
-    assert not Path(app.config["UPLOAD_FOLDER"]).exists()
+    checked(upload_app, "letter.docx", docx())
+    checked(upload_app, "bomb.docx", gigabyte_bomb())
+    assert not Path(upload_app.config["UPLOAD_FOLDER"]).exists()
 
 
 # Structures that cost time or memory out of proportion to the file's size, each under the
@@ -298,11 +300,11 @@ def hostile(name: str) -> bytes:
 
 
 @pytest.mark.parametrize("name", HOSTILE)
-def test_hostile_structure_is_refused_in_plain_words(app, name):
+def test_hostile_structure_is_refused_in_plain_words(upload_app, name):
     filename, _build, reason = HOSTILE[name]
     sample = hostile(name)
-    assert len(sample) < app.config["CONTACT_MAX_UPLOAD_BYTES"]
-    assert checked(app, filename, sample) == f"refused: {reason}"
+    assert len(sample) < upload_app.config["CONTACT_MAX_UPLOAD_BYTES"]
+    assert checked(upload_app, filename, sample) == f"refused: {reason}"
 
 
 def timed(app: Flask, filename: str, content: bytes, runs: int = 3) -> tuple[str, float]:
@@ -318,36 +320,36 @@ def timed(app: Flask, filename: str, content: bytes, runs: int = 3) -> tuple[str
 
 @pytest.mark.parametrize("name", ["2 million content-type entries in 9 MB", "100,000 zip entries",
                                   "100,000 zip entries declared as 3"])
-def test_hostile_structure_costs_less_than_a_plain_document_as_large(app, name):
+def test_hostile_structure_costs_less_than_a_plain_document_as_large(upload_app, name):
     """Refused before its inner structure is read: cheaper than checking a photo of its size
     (before the limits, the 9 MB flood took 5 s, the zip entries half a second)."""
     filename, _build, reason = HOSTILE[name]
     sample = hostile(name)
-    outcome, plain_seconds = timed(app, "photo.docx", stored_docx(len(sample)))
+    outcome, plain_seconds = timed(upload_app, "photo.docx", stored_docx(len(sample)))
     assert outcome == DOCX_TYPE
-    outcome, seconds = timed(app, filename, sample)
+    outcome, seconds = timed(upload_app, filename, sample)
     assert outcome == f"refused: {reason}"
     assert seconds <= 2 * plain_seconds
 
 
-def test_a_long_token_costs_less_than_plain_text_as_long(app):
+def test_a_long_token_costs_less_than_plain_text_as_long(upload_app):
     """An 8 MiB attribute is refused after 256 KiB: cheaper than 8 MiB of text, which expat
     streams (before the limit expat parsed the growing tag again with every chunk)."""
     text = document_of(["<w:p><w:r><w:t>", random_text(8 * MIB), "</w:t></w:r></w:p>"])
-    outcome, text_seconds = timed(app, "text.docx", text)
+    outcome, text_seconds = timed(upload_app, "text.docx", text)
     assert outcome == DOCX_TYPE
-    outcome, seconds = timed(app, "long.docx", hostile("an attribute of 8 MiB"))
+    outcome, seconds = timed(upload_app, "long.docx", hostile("an attribute of 8 MiB"))
     assert outcome == "refused: too_complex"
     assert seconds <= text_seconds
 
 
-def test_elements_past_the_limit_cost_no_more_than_at_the_limit(app):
+def test_elements_past_the_limit_cost_no_more_than_at_the_limit(upload_app):
     """Counting stops at the limit: 3 million elements cost about what 900,000 do (which
     are accepted), not three times as much."""
     under = docx_with("word/document.xml", word_body(random_elements(900_000)))
-    outcome, under_seconds = timed(app, "many.docx", under, runs=2)
+    outcome, under_seconds = timed(upload_app, "many.docx", under, runs=2)
     assert outcome == DOCX_TYPE
-    outcome, over_seconds = timed(app, "many.docx", hostile("3 million elements"), runs=2)
+    outcome, over_seconds = timed(upload_app, "many.docx", hostile("3 million elements"), runs=2)
     assert outcome == "refused: too_complex"
     assert over_seconds <= 1.6 * under_seconds
 
@@ -355,13 +357,13 @@ def test_elements_past_the_limit_cost_no_more_than_at_the_limit(app):
 @pytest.mark.parametrize("name", ["2 million content-type entries in 9 MB",
                                   "100,000 zip entries declared as 3", "an attribute of 8 MiB",
                                   "a million distinct element names"])
-def test_hostile_structure_is_checked_in_little_memory(app, name):
+def test_hostile_structure_is_checked_in_little_memory(upload_app, name):
     """Python's allocations (expat's included) peak at a few MiB over a plain document's
     (the 9 MB flood took about 300 MiB before the limits)."""
     filename, _build, _reason = HOSTILE[name]
     sample = hostile(name)
     plain = stored_docx(len(sample))
-    assert peak_mib(app, filename, sample) < peak_mib(app, "photo.docx", plain) + 8
+    assert peak_mib(upload_app, filename, sample) < peak_mib(upload_app, "photo.docx", plain) + 8
 
 
 def peak_mib(app: Flask, filename: str, content: bytes) -> float:
@@ -389,8 +391,8 @@ LONG_DOCUMENTS = {
 
 
 @pytest.mark.parametrize("pieces", LONG_DOCUMENTS.values(), ids=LONG_DOCUMENTS.keys())
-def test_long_but_plain_documents_are_accepted(app, pieces):
-    assert checked(app, "long.docx", document_of(pieces)) == DOCX_TYPE
+def test_long_but_plain_documents_are_accepted(upload_app, pieces):
+    assert checked(upload_app, "long.docx", document_of(pieces)) == DOCX_TYPE
 
 
 def markup_lookalikes(size: int) -> bytes:
@@ -400,10 +402,10 @@ def markup_lookalikes(size: int) -> bytes:
     return (line * (size // len(line) + 1))[:size]
 
 
-def test_text_check_time_grows_linearly(app):
+def test_text_check_time_grows_linearly(upload_app):
     """Ten times the text costs at most about ten times as much (25 allows for noise)."""
-    outcome, short_seconds = timed(app, "notes.txt", markup_lookalikes(MIB // 2))
+    outcome, short_seconds = timed(upload_app, "notes.txt", markup_lookalikes(MIB // 2))
     assert outcome == TEXT_TYPE
-    outcome, long_seconds = timed(app, "notes.txt", markup_lookalikes(5 * MIB))
+    outcome, long_seconds = timed(upload_app, "notes.txt", markup_lookalikes(5 * MIB))
     assert outcome == TEXT_TYPE
     assert long_seconds <= 25 * short_seconds

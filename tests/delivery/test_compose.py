@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import email.policy
 import re
-import uuid
-from datetime import datetime
-from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
@@ -14,48 +11,33 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from contact_site.delivery import compose as compose_module
+from contact_site.delivery import mime
 from contact_site.delivery.compose import THANK_YOU_SUBJECT, compose
-from contact_site.delivery.models import Kind
+from contact_site.delivery.models import MailKind
 from contact_site.submissions.models import Submission
+from support.factories import build_submission
+from support.files import PDF
+from support.mails import CREATED, MESSAGE_ID, parsed
 
-CREATED = datetime(2026, 5, 17, 9, 30, 15)
-MESSAGE_ID = "<20260517093015.1@example.org>"
-PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+# An app for composing only: no delivery thread.
+pytestmark = pytest.mark.manual_delivery
+
 NAME = 'Ada "Countess" Lovelace <ada@evil.example>, & co'
 SUBJECT = "Engines <b>bold</b> & \"quotes\" 'too'"
 MESSAGE = "Hello <script>alert('x')</script>\n\n& a second paragraph: caf\u00e9 \u674e\u96f7"
 
 
-@pytest.fixture
-def app(make_app) -> Flask:
-    """An app for composing only: no delivery thread."""
-    return make_app(deliver=False)
-
-
 def submission(**fields: object) -> Submission:
-    """A submission as the form stores it, not saved: composing needs no database."""
-    values: dict[str, object] = {
-        "id": uuid.uuid4().hex, "submission_key": uuid.uuid4().hex, "created_at": CREATED,
-        "recipient_slug": "sales", "recipient_name": "Sales",
-        "recipient_address": "sales@example.com",
-        "name": NAME, "email": "ada@example.com", "subject": SUBJECT, "message": MESSAGE,
-        "thank_you_sent": True,
-    }
-    return Submission(**{**values, **fields})
+    """A submission as the form stores it, with hostile text, not saved: composing needs no
+    database."""
+    return build_submission(**{"created_at": CREATED, "name": NAME, "subject": SUBJECT,
+                               "message": MESSAGE, "thank_you": True, **fields})
 
 
-def wire(app: Flask, kind: Kind, stored: Submission) -> bytes:
+def wire(app: Flask, kind: MailKind, stored: Submission) -> bytes:
     """The bytes that would go to the SMTP server after DATA."""
     with app.app_context():
         return b"".join(compose(kind, stored, MESSAGE_ID, CREATED).as_streamed().chunks())
-
-
-def parsed(data: bytes) -> EmailMessage:
-    """The mail as a reader with Python's modern parser sees it."""
-    message = BytesParser(policy=email.policy.default).parsebytes(data)
-    assert isinstance(message, EmailMessage)
-    return message
 
 
 def one_address(data: bytes, header: str) -> tuple[str, str]:
@@ -77,7 +59,7 @@ def attach(app: Flask, stored: Submission, data: bytes, name: str) -> None:
     stored.attachment_size = len(data)
 
 
-@pytest.mark.parametrize("kind", [Kind.OWNER, Kind.THANK_YOU])
+@pytest.mark.parametrize("kind", [MailKind.OWNER, MailKind.THANK_YOU])
 def test_every_line_ends_in_crlf_and_stays_within_998_octets(app, kind):
     stored = submission(subject="\u957f" * 200, name="\u674e" * 100)
     attach(app, stored, PDF, "R\u00e9sum\u00e9 \u2013 " + "x" * 200 + ".pdf")
@@ -88,7 +70,7 @@ def test_every_line_ends_in_crlf_and_stays_within_998_octets(app, kind):
 
 
 def test_owner_mail_has_the_configured_sender_and_recipient_and_the_visitor_to_reply_to(app):
-    data = wire(app, Kind.OWNER, submission())
+    data = wire(app, MailKind.OWNER, submission())
     assert one_address(data, "From") == ("Contact form", "noreply@example.org")
     assert one_address(data, "To") == ("Sales", "sales@example.com")
     assert one_address(data, "Reply-To") == (NAME, "ada@example.com")
@@ -96,18 +78,18 @@ def test_owner_mail_has_the_configured_sender_and_recipient_and_the_visitor_to_r
 
 
 def test_owner_mail_keeps_the_message_id_and_date_fixed_at_queueing(app):
-    message = parsed(wire(app, Kind.OWNER, submission()))
+    message = parsed(wire(app, MailKind.OWNER, submission()))
     assert message["Message-ID"] == MESSAGE_ID
     assert parsedate_to_datetime(message["Date"]).replace(tzinfo=None) == CREATED
 
 
 def test_owner_mail_without_a_name_replies_to_the_bare_address(app):
-    data = wire(app, Kind.OWNER, submission(name=""))
+    data = wire(app, MailKind.OWNER, submission(name=""))
     assert one_address(data, "Reply-To") == ("", "ada@example.com")
 
 
 def test_bodies_are_quoted_printable_utf8(app):
-    message = parsed(wire(app, Kind.OWNER, submission(message="caf\u00e9 " + "x" * 2000)))
+    message = parsed(wire(app, MailKind.OWNER, submission(message="caf\u00e9 " + "x" * 2000)))
     for subtype in ("plain", "html"):
         part = message.get_body((subtype,))
         assert part is not None
@@ -117,14 +99,14 @@ def test_bodies_are_quoted_printable_utf8(app):
 
 
 def test_plain_body_carries_the_visitors_text_as_typed(app):
-    text = parsed(wire(app, Kind.OWNER, submission())).get_body(("plain",))
+    text = parsed(wire(app, MailKind.OWNER, submission())).get_body(("plain",))
     assert text is not None
     content = text.get_content().replace("\r\n", "\n")
     assert MESSAGE in content and SUBJECT in content and NAME in content
 
 
 def test_html_body_escapes_the_visitors_text(app):
-    html = parsed(wire(app, Kind.OWNER, submission())).get_body(("html",))
+    html = parsed(wire(app, MailKind.OWNER, submission())).get_body(("html",))
     assert html is not None
     content = html.get_content()
     assert "<script>" not in content and "<b>" not in content
@@ -136,7 +118,7 @@ def test_html_body_escapes_the_visitors_text(app):
 def test_owner_mail_attaches_the_upload_byte_for_byte_under_its_name(app):
     stored = submission()
     attach(app, stored, PDF, "R\u00e9sum\u00e9 \u2013 2026.pdf")
-    [part] = list(parsed(wire(app, Kind.OWNER, stored)).iter_attachments())
+    [part] = list(parsed(wire(app, MailKind.OWNER, stored)).iter_attachments())
     assert part.get_filename() == "R\u00e9sum\u00e9 \u2013 2026.pdf"
     assert part.get_content_type() == "application/pdf"
     assert part.get_content() == PDF
@@ -146,12 +128,12 @@ def test_streamed_mail_announces_the_size_it_sends(app):
     stored = submission()
     attach(app, stored, PDF * 100, "report.pdf")
     with app.app_context():
-        streamed = compose(Kind.OWNER, stored, MESSAGE_ID, CREATED).as_streamed()
+        streamed = compose(MailKind.OWNER, stored, MESSAGE_ID, CREATED).as_streamed()
     assert len(streamed) == len(b"".join(streamed.chunks()))
 
 
 def test_thank_you_goes_to_the_bare_address_from_the_sender(app):
-    data = wire(app, Kind.THANK_YOU, submission())
+    data = wire(app, MailKind.THANK_YOU, submission())
     assert one_address(data, "To") == ("", "ada@example.com")
     assert one_address(data, "From") == ("Contact form", "noreply@example.org")
     assert parsed(data)["Reply-To"] is None
@@ -160,7 +142,7 @@ def test_thank_you_goes_to_the_bare_address_from_the_sender(app):
 
 def test_thank_you_carries_nothing_the_visitor_typed(app):
     typed = submission(name="Zebedee Quux", subject="Qwertyuiop", message="Lorem zyzzyva")
-    data = wire(app, Kind.THANK_YOU, typed)
+    data = wire(app, MailKind.THANK_YOU, typed)
     message = parsed(data)
     decoded = "".join(str(part.get_content()) for part in message.walk()
                       if part.get_content_maintype() == "text")
@@ -171,7 +153,7 @@ def test_thank_you_carries_nothing_the_visitor_typed(app):
 
 
 def test_thank_you_attaches_the_pdf(app):
-    [part] = list(parsed(wire(app, Kind.THANK_YOU, submission())).iter_attachments())
+    [part] = list(parsed(wire(app, MailKind.THANK_YOU, submission())).iter_attachments())
     assert part.get_filename() == "thank-you.pdf"
     assert part.get_content_type() == "application/pdf"
     assert part.get_content().startswith(b"%PDF")
@@ -182,13 +164,13 @@ def test_thank_you_attaches_the_pdf(app):
     " ".join(["word"] * 40), "\u674e\u96f7 \u957f" * 40, "\u0645\u0631\u062d\u0628\u0627 Ada",
 ])
 def test_subject_arrives_as_typed(app, subject):
-    message = parsed(wire(app, Kind.OWNER, submission(subject=subject)))
+    message = parsed(wire(app, MailKind.OWNER, submission(subject=subject)))
     assert message["Subject"] == f"[Contact] {subject}"
 
 
 def test_sender_without_a_display_name_is_the_bare_address(make_app):
     app = make_app(deliver=False, MAIL_DEFAULT_SENDER="noreply@example.org")
-    data = wire(app, Kind.OWNER, submission())
+    data = wire(app, MailKind.OWNER, submission())
     assert one_address(data, "From") == ("", "noreply@example.org")
 
 
@@ -199,14 +181,14 @@ def unboundaried(data: bytes) -> bytes:
     return data
 
 
-@pytest.mark.parametrize("kind", [Kind.OWNER, Kind.THANK_YOU])
+@pytest.mark.parametrize("kind", [MailKind.OWNER, MailKind.THANK_YOU])
 def test_serialising_cheaply_writes_what_the_standard_generator_writes(app, kind, monkeypatch):
     """No header reparsed, no boundary searched for, and not a byte changed: the same
     headers, the same refolded RFC 2231 file name."""
     stored = submission(name="\u674e\u96f7 " * 30, language="zh")
     attach(app, stored, PDF, "\u975e\u5e38\u957f\u7684\u6587\u4ef6\u540d" * 20 + ".pdf")
     cheap = wire(app, kind, stored)
-    monkeypatch.setattr(compose_module, "serialise",
+    monkeypatch.setattr(mime, "serialise",
                         lambda message: message.as_bytes(policy=email.policy.SMTP))
     standard = wire(app, kind, stored)
     assert unboundaried(cheap) == unboundaried(standard)
@@ -216,6 +198,6 @@ def test_serialising_cheaply_writes_what_the_standard_generator_writes(app, kind
 def test_boundaries_are_unpredictable(app):
     """Two serialisations of one mail share no boundary: a visitor cannot write one in."""
     stored = submission()
-    first, second = (set(re.findall(rb'boundary="([^"]+)"', wire(app, Kind.OWNER, stored)))
+    first, second = (set(re.findall(rb'boundary="([^"]+)"', wire(app, MailKind.OWNER, stored)))
                      for _ in range(2))
     assert first and second and not first & second

@@ -5,28 +5,26 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 
 from flask import Flask
-from test_compose import CREATED, MESSAGE_ID, parsed
 
 from contact_site.delivery.compose import compose, thank_you_parts
-from contact_site.delivery.models import Kind
+from contact_site.delivery.models import MailKind
 from contact_site.submissions.models import Submission
+from support.factories import build_submission
+from support.mails import CREATED, MESSAGE_ID, parsed
 
 
 def visitor(language: str = "en", email: str = "ada@example.com") -> Submission:
     """A submission that earns a thank-you, not saved."""
-    return Submission(id=uuid.uuid4().hex, submission_key=uuid.uuid4().hex, created_at=CREATED,
-                      recipient_slug="sales", recipient_name="Sales",
-                      recipient_address="sales@example.com", name="Ada", email=email,
-                      subject="Engines", message="Hello", thank_you_sent=True, language=language)
+    return build_submission(created_at=CREATED, name="Ada", email=email, subject="Engines",
+                            message="Hello", thank_you=True, language=language)
 
 
 def thank_you_pdf(app: Flask, stored: Submission) -> bytes:
     """The PDF attached to the thank-you mail as it goes on the wire."""
     with app.app_context():
-        data = compose(Kind.THANK_YOU, stored, MESSAGE_ID, CREATED).as_bytes()
+        data = compose(MailKind.THANK_YOU, stored, MESSAGE_ID, CREATED).as_bytes()
     [part] = list(parsed(data).iter_attachments())
     return bytes(part.get_content())
 
@@ -42,9 +40,9 @@ def test_the_parts_are_built_once_per_language(make_app):
 def test_mails_sharing_the_parts_differ_only_in_their_own_headers(make_app):
     app = make_app(deliver=False)
     with app.app_context():
-        first = parsed(compose(Kind.THANK_YOU, visitor(email="a@example.com"), MESSAGE_ID,
+        first = parsed(compose(MailKind.THANK_YOU, visitor(email="a@example.com"), MESSAGE_ID,
                                CREATED).as_bytes())
-        second = parsed(compose(Kind.THANK_YOU, visitor(email="b@example.com"), MESSAGE_ID,
+        second = parsed(compose(MailKind.THANK_YOU, visitor(email="b@example.com"), MESSAGE_ID,
                                 CREATED).as_bytes())
     assert (first["To"], second["To"]) == ("a@example.com", "b@example.com")
     assert first.get_body(("plain",)).get_content() == second.get_body(("plain",)).get_content()

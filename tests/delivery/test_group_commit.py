@@ -7,19 +7,17 @@ import threading
 import time
 
 import pytest
-from delivery_helpers import deliver_now, queue_submissions, row, rows, wait_until
-from flask import Flask
 from sqlalchemy import event
 
 from contact_site.delivery import outbox
 from contact_site.delivery.pool import pool_of
 from contact_site.extensions import db
+from support.factories import queue_submissions
+from support.outbox import deliver_now, row, rows
+from support.waiting import wait_until
 
-
-@pytest.fixture
-def app(manual_app: Flask) -> Flask:
-    """Delivery driven by hand, on each database."""
-    return manual_app
+# Delivery driven by hand, on each database.
+pytestmark = [pytest.mark.manual_delivery, pytest.mark.each_database]
 
 
 def test_a_batch_costs_a_few_commits_not_two_per_mail(app, smtp_server):

@@ -8,22 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from delivery_helpers import deliver_now, queue_submissions, row, rows
 from flask import Flask
 from sqlalchemy import delete, select
 
 from contact_site.delivery import outbox, smtp, worker
 from contact_site.delivery.models import DeliveryAttempt, OutboxMail
 from contact_site.extensions import db
-from smtp_server import SMTPTestServer
+from support.factories import queue_submissions
+from support.outbox import deliver_now, row, rows
+from support.smtp_server import SMTPTestServer
+
+# Delivery driven by hand, on each database.
+pytestmark = [pytest.mark.manual_delivery, pytest.mark.each_database]
 
 PDF = b"%PDF-1.4\n" + b"x" * 200_000 + b"\n%%EOF\n"  # streamed from disk during DATA
-
-
-@pytest.fixture
-def app(manual_app: Flask) -> Flask:
-    """Delivery driven by hand, on each database."""
-    return manual_app
 
 
 def test_a_file_deleted_during_data_cuts_that_mail_and_its_connection(

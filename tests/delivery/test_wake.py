@@ -6,11 +6,11 @@ import threading
 import time
 
 import pytest
-from delivery_helpers import queue_submissions, statuses
-from test_parallel_delivery import each_sent_once
 
 from contact_site.delivery.backend import backend_of
 from contact_site.delivery.pool import Wake
+from support.factories import queue_submissions
+from support.outbox import each_sent_once, statuses
 
 
 def waiters(wake: Wake, count: int,
@@ -57,11 +57,11 @@ def test_stopping_wakes_every_loop_for_good():
     assert wake.wait(0) is True
 
 
+@pytest.mark.settings(DELIVERY_CONCURRENCY=4, DELIVERY_POLL_SECONDS=60)
 @pytest.mark.timeout(40)
-def test_one_wake_up_for_a_burst_brings_in_several_loops(make_app, smtp_server):
+def test_one_wake_up_for_a_burst_brings_in_several_loops(app, smtp_server):
     """Idle loops, 8 mails queued, one wake-up (as the web process gives): the loop woken
     passes it on, so a slow server still gets several connections at once."""
-    app = make_app(DELIVERY_CONCURRENCY=4, DELIVERY_POLL_SECONDS=60)
     time.sleep(0.5)  # every loop has found nothing and sleeps for a minute
     smtp_server.mode, smtp_server.delay = "delay", 1.0
     queue_submissions(app, count=8)

@@ -11,7 +11,6 @@ from datetime import timedelta
 import pytest
 from altcha import ChallengeOptionsV1, create_challenge_v1
 from altcha.v1 import verify_solution
-from spam_helpers import LAYERS_ON, fresh_proof, solve
 
 from contact_site.database import utcnow
 from contact_site.extensions import db
@@ -25,16 +24,15 @@ from contact_site.spam.altcha import (
     new_challenge,
 )
 from contact_site.spam.models import UsedChallenge
+from support.spam import LAYERS_ON, fresh_proof, solve
 
-
-@pytest.fixture
-def app(make_app):
-    """An app with proof of work on (the default); no delivery needed."""
-    return make_app(deliver=False, **LAYERS_ON)
+# An app with proof of work on (the default); no delivery needed.
+pytestmark = [pytest.mark.manual_delivery, pytest.mark.settings(**LAYERS_ON)]
 
 
 def test_get_altcha_answers_a_fresh_signed_challenge(app):
-    """The JSON of SPEC §12, never cached, different on every call, expiring in 20 minutes."""
+    """The JSON docs/spam-verdicts.md describes, never cached, different on every call, expiring
+    in 20 minutes."""
     client = app.test_client()
     first, second = client.get("/altcha"), client.get("/altcha")
     assert first.status_code == 200
@@ -69,7 +67,8 @@ def test_a_replay_through_another_app_instance_is_refused(make_app):
 
 @pytest.mark.parametrize("value", [None, "", "   "], ids=["absent", "empty", "blank"])
 def test_no_solution_is_no_proof(app, value):
-    """A visitor without JavaScript posts no solution: `no_proof` (suspect, SPEC §12)."""
+    """A visitor without JavaScript posts no solution: `no_proof`, suspect
+    (docs/spam-verdicts.md)."""
     with app.app_context():
         assert check_proof(value, utcnow()) == "no_proof"
 

@@ -6,7 +6,6 @@ import os
 from datetime import timedelta
 
 import pytest
-from spam_helpers import LAYERS_ON
 from sqlalchemy import select
 
 from contact_site.config import ConfigError
@@ -20,6 +19,9 @@ from contact_site.spam.content import (
     parse_blocklist,
 )
 from contact_site.spam.models import MessageFingerprint
+from support.spam import LAYERS_ON
+
+pytestmark = [pytest.mark.manual_delivery, pytest.mark.settings(**LAYERS_ON)]
 
 
 @pytest.mark.parametrize(("text", "links"), [
@@ -119,11 +121,6 @@ def post(app, message: str, address: str | None, minutes_later: float = 0,
         else:
             db.session.rollback()
         return seen
-
-
-@pytest.fixture
-def app(make_app):
-    return make_app(deliver=False, **LAYERS_ON)
 
 
 @pytest.mark.parametrize(("second", "address", "minutes", "duplicate"), [

@@ -1,4 +1,5 @@
-"""The time trap: a signed `form_time` field says when the form was served (SPEC §12)."""
+"""The time trap: a signed `form_time` field says when the form was served
+(docs/spam-verdicts.md)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,14 @@ from datetime import timedelta
 
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from spam_helpers import LAYERS_ON, served_ago
 
 from contact_site.database import utcnow
 from contact_site.spam import issue_form_time
 from contact_site.spam.timetrap import SALT, check_form_time
+from support.spam import LAYERS_ON, served_ago
 
-
-@pytest.fixture
-def app(make_app):
-    """An app with the default minimum fill time (3 s); no delivery needed."""
-    return make_app(deliver=False, **LAYERS_ON)
+# An app with the default minimum fill time (3 s); no delivery needed.
+pytestmark = [pytest.mark.manual_delivery, pytest.mark.settings(**LAYERS_ON)]
 
 
 @pytest.mark.parametrize(("seconds", "reason"), [

@@ -1,28 +1,27 @@
-"""Every submission's verdict: ham, suspect or spam, with each reason (SPEC §12)."""
+"""Every submission's verdict: ham, suspect or spam, with each reason (docs/spam-verdicts.md)."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
-from spam_helpers import LAYERS_ON, fresh_proof, served_ago
 
 from contact_site.database import utcnow
 from contact_site.extensions import db
-from contact_site.spam import Kind, Verdict, judge
+from contact_site.spam import Verdict, VerdictKind, judge
 from contact_site.spam.verdict import REASONS, kind_of, reasons_from_text
+from support.spam import LAYERS_ON, fresh_proof, served_ago
 
 ADDRESS = "192.0.2.50"
 MESSAGE = "Hello,\nI have a question about the analytical engine."
+# The owner's blocklist, naming one word: "lottery".
+BLOCKLIST = Path(__file__).resolve().parents[1] / "fixtures" / "blocklist.txt"
 
-
-@pytest.fixture
-def app(make_app, tmp_path):
-    """Default settings, plus a blocklist file naming one word."""
-    blocklist = tmp_path / "blocklist.txt"
-    blocklist.write_text("# the owner's list\nlottery\n")
-    return make_app(deliver=False, CONTACT_BLOCKLIST_FILE=str(blocklist), **LAYERS_ON)
+# Default settings, plus the blocklist; no delivery needed.
+pytestmark = [pytest.mark.manual_delivery,
+              pytest.mark.settings(CONTACT_BLOCKLIST_FILE=str(BLOCKLIST), **LAYERS_ON)]
 
 
 def person(**changes: Any) -> dict[str, str]:
@@ -48,24 +47,24 @@ def verdict_of(app, **changes: Any) -> Verdict:
 
 def test_a_normal_visitor_is_ham_without_reasons(app):
     """Time, proof and content all fine: ham, both mails."""
-    assert verdict_of(app) == Verdict(Kind.HAM, ())
+    assert verdict_of(app) == Verdict(VerdictKind.HAM, ())
 
 
 @pytest.mark.parametrize(("changes", "kind", "reasons"), [
-    ({"website": "https://bot.example"}, Kind.SPAM, ("honeypot",)),
-    ({"form_time": lambda: served_ago(0)}, Kind.SPAM, ("too_fast",)),
-    ({"form_time": "served.AAAAAA.forged"}, Kind.SPAM, ("time_tampered",)),
-    ({"form_time": None}, Kind.SUSPECT, ("no_form_time",)),
-    ({"altcha": None}, Kind.SUSPECT, ("no_proof",)),
-    ({"altcha": "eyJhbGdvcml0aG0iOiAiU0hBLTI1NiJ9"}, Kind.SPAM, ("proof_forged",)),
+    ({"website": "https://bot.example"}, VerdictKind.SPAM, ("honeypot",)),
+    ({"form_time": lambda: served_ago(0)}, VerdictKind.SPAM, ("too_fast",)),
+    ({"form_time": "served.AAAAAA.forged"}, VerdictKind.SPAM, ("time_tampered",)),
+    ({"form_time": None}, VerdictKind.SUSPECT, ("no_form_time",)),
+    ({"altcha": None}, VerdictKind.SUSPECT, ("no_proof",)),
+    ({"altcha": "eyJhbGdvcml0aG0iOiAiU0hBLTI1NiJ9"}, VerdictKind.SPAM, ("proof_forged",)),
     ({"message": "a https://x.example b https://y.example c https://z.example "
-                 "d https://w.example"}, Kind.SUSPECT, ("too_many_links",)),
-    ({"message": "You won the LOTTERY"}, Kind.SPAM, ("blocklist:lottery",)),
-    ({"subject": "lottery"}, Kind.SPAM, ("blocklist:lottery",)),
+                 "d https://w.example"}, VerdictKind.SUSPECT, ("too_many_links",)),
+    ({"message": "You won the LOTTERY"}, VerdictKind.SPAM, ("blocklist:lottery",)),
+    ({"subject": "lottery"}, VerdictKind.SPAM, ("blocklist:lottery",)),
 ], ids=["honeypot", "too-fast", "tampered-time", "no-time", "no-proof", "forged-proof",
         "too-many-links", "blocklist-in-message", "blocklist-in-subject"])
 def test_each_rule_gives_its_reason_and_kind(app, changes, kind, reasons):
-    """One failed rule: its reason code, and the kind SPEC §12 gives it."""
+    """One failed rule: its reason code, and the kind docs/spam-verdicts.md gives it."""
     assert verdict_of(app, **changes) == Verdict(kind, reasons)
 
 
@@ -73,62 +72,62 @@ def test_a_replayed_proof_is_suspect(app):
     """The same solution on a second submission: `proof_replayed`, suspect."""
     with app.app_context():
         proof = fresh_proof()
-    assert verdict_of(app, altcha=proof) == Verdict(Kind.HAM, ())
+    assert verdict_of(app, altcha=proof) == Verdict(VerdictKind.HAM, ())
     replayed = verdict_of(app, altcha=proof, message="Another question, about the mill.")
-    assert replayed == Verdict(Kind.SUSPECT, ("proof_replayed",))
+    assert replayed == Verdict(VerdictKind.SUSPECT, ("proof_replayed",))
 
 
 def test_the_same_message_again_from_the_same_address_is_spam(app):
     """A second post of one text from one address within a day: `duplicate`, spam."""
-    assert verdict_of(app).kind is Kind.HAM
-    assert verdict_of(app) == Verdict(Kind.SPAM, ("duplicate",))
+    assert verdict_of(app).kind is VerdictKind.HAM
+    assert verdict_of(app) == Verdict(VerdictKind.SPAM, ("duplicate",))
 
 
 def test_spam_outranks_suspect_and_every_reason_is_kept(app):
     """A bot without JavaScript that also fills the trap: spam, with both reasons."""
     verdict = verdict_of(app, website="x", altcha=None)
-    assert verdict == Verdict(Kind.SPAM, ("honeypot", "no_proof"))
+    assert verdict == Verdict(VerdictKind.SPAM, ("honeypot", "no_proof"))
 
 
 def test_a_visitor_without_javascript_reaches_the_owner_as_suspect(app):
     """No script: a served time but no proof. Suspect (owner's mail), never spam (lost)."""
-    assert verdict_of(app, altcha=None) == Verdict(Kind.SUSPECT, ("no_proof",))
+    assert verdict_of(app, altcha=None) == Verdict(VerdictKind.SUSPECT, ("no_proof",))
 
 
 def test_with_proof_of_work_off_its_absence_is_not_suspect(make_app):
     """CONTACT_PROOF_OF_WORK=off: no proof is asked, and a post without one is ham."""
     app = make_app(deliver=False, **{**LAYERS_ON, "CONTACT_PROOF_OF_WORK": "off"})
-    assert verdict_of(app, altcha=None) == Verdict(Kind.HAM, ())
-    assert verdict_of(app, altcha="garbage", message="Other text") == Verdict(Kind.HAM, ())
+    assert verdict_of(app, altcha=None) == Verdict(VerdictKind.HAM, ())
+    assert verdict_of(app, altcha="garbage", message="Other text") == Verdict(VerdictKind.HAM, ())
 
 
 def test_the_link_limit_is_a_setting(make_app):
     """CONTACT_MAX_LINKS: more than this many links is suspect; this many is not."""
     app = make_app(deliver=False, CONTACT_MAX_LINKS="1", **LAYERS_ON)
-    assert verdict_of(app, message="see https://a.example").kind is Kind.HAM
+    assert verdict_of(app, message="see https://a.example").kind is VerdictKind.HAM
     two = verdict_of(app, message="see https://a.example and https://b.example")
-    assert two == Verdict(Kind.SUSPECT, ("too_many_links",))
+    assert two == Verdict(VerdictKind.SUSPECT, ("too_many_links",))
 
 
 def test_every_reason_code_has_a_kind():
     """Suspect for what a person may do (no script, an old page), spam for what only bots do."""
-    suspect = {r for r, k in REASONS.items() if k is Kind.SUSPECT}
+    suspect = {r for r, k in REASONS.items() if k is VerdictKind.SUSPECT}
     assert suspect == {"no_form_time", "no_proof", "proof_expired", "proof_replayed",
                        "too_many_links"}
-    assert kind_of("blocklist:anything") is Kind.SPAM
+    assert kind_of("blocklist:anything") is VerdictKind.SPAM
 
 
 def test_reasons_are_stored_as_text_and_read_back():
     """`verdict_reasons` holds the codes one a line; a blocklist phrase keeps its spaces."""
-    verdict = Verdict(Kind.SPAM, ("honeypot", "blocklist:cheap pills"))
+    verdict = Verdict(VerdictKind.SPAM, ("honeypot", "blocklist:cheap pills"))
     assert reasons_from_text(verdict.reasons_text()) == verdict.reasons
     assert reasons_from_text("") == () and reasons_from_text(None) == ()
-    assert Verdict(Kind.HAM).reasons_text() == ""
+    assert Verdict(VerdictKind.HAM).reasons_text() == ""
 
 
 def test_a_verdict_cannot_be_changed_after_judging():
     """Verdict is frozen; its kind is stored as its plain value."""
-    verdict = Verdict(Kind.SUSPECT, ("no_proof",))
+    verdict = Verdict(VerdictKind.SUSPECT, ("no_proof",))
     with pytest.raises(dataclasses.FrozenInstanceError):
-        verdict.kind = Kind.HAM  # type: ignore[misc]
-    assert Kind.SUSPECT == "suspect" and str(Kind.SPAM) == "spam"
+        verdict.kind = VerdictKind.HAM  # type: ignore[misc]
+    assert VerdictKind.SUSPECT == "suspect" and str(VerdictKind.SPAM) == "spam"
