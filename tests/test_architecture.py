@@ -154,8 +154,9 @@ REPOSITORY = ROOT.parent
 # What git, tools and runs keep in the folder: not files of the repository.
 GENERATED_ANYWHERE = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"}
 GENERATED_AT_THE_TOP = {".git", ".venv", "test-output", "instance", "uploads"}
-# Pointers at documents outside the repository, spelled in pieces so this file has none.
-OUTSIDE_POINTERS = ("SPEC " + "\u00a7", "TRAPS" + ".md", ".." + "/shared")
+# Pointers at documents outside the repository, matched in any case and written here in
+# lower case, so that this file holds none of them as such.
+OUTSIDE_POINTERS = ("spec " + "\u00a7", "traps" + ".md", ".." + "/shared")
 # Flask extensions name their own state in app.extensions; the app's own state is typed
 # (contact_site/app_state.py), never a string key.
 THIRD_PARTY_EXTENSIONS = {"mail", "sqlalchemy", "babel", "celery", "migrate", "csrf"}
@@ -175,12 +176,12 @@ def repository_files(root: Path = REPOSITORY) -> list[Path]:
 def outside_pointers(path: Path, root: Path = REPOSITORY) -> list[str]:
     """'path:line: text' for each line of the file that points outside the repository."""
     data = path.read_bytes()
-    if not any(pointer.encode() in data for pointer in OUTSIDE_POINTERS):
+    if not any(pointer.encode() in data.lower() for pointer in OUTSIDE_POINTERS):
         return []
     lines = data.decode(errors="replace").splitlines()
     return [f"{path.relative_to(root)}:{number}: {line.strip()}"
             for number, line in enumerate(lines, 1)
-            if any(pointer in line for pointer in OUTSIDE_POINTERS)]
+            if any(pointer in line.lower() for pointer in OUTSIDE_POINTERS)]
 
 
 def extensions_keys(source: str) -> list[str | None]:
