@@ -15,6 +15,7 @@ from . import (
     delivery,
     devmail,
     errors,
+    forms,
     i18n,
     limits,
     logs,
@@ -26,6 +27,8 @@ from . import (
 )
 from . import config as settings
 from .extensions import mail
+from .forms import cli as forms_cli
+from .forms import site as forms_site
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +43,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     schema.init_app(app)
     mail.init_app(app)
     security.init_app(app)
+    forms.init_app(app)  # the declared forms: the limits, pages and mails follow them
+    forms_site.init_app(app)  # [site] on every page: its stylesheet, logo and name
+    forms_cli.init_app(app)  # flask forms check|show
     limits.init_app(app)  # the request class: every reader of a body meets the bound
     errors.init_app(app)
     i18n.init_app(app)  # before the blueprints: their templates and forms use it

@@ -205,6 +205,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "MAIL_TIMEOUT": (30, _integer(1, 3600)),
     "MAIL_TLS_CA_FILE": (None, _ca_file),
     "CONTACT_RECIPIENTS": ("Site Owner <owner@localhost>", parse_recipients),
+    "CONTACT_FORMS_FILE": (None, _text),  # unset: the one built-in form (contact_site/forms)
     "CONTACT_SUBJECT_PREFIX": ("[Contact]", _text),
     "CONTACT_MAX_UPLOAD_MB": (10, _integer(1, 100)),
     "CONTACT_UPLOAD_QUOTA_MB": (2048, _integer(1, 10_000_000)),  # all stored files together

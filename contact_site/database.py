@@ -3,6 +3,7 @@ parameters in errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -90,9 +91,15 @@ def _sqlite_private(dialect: Any, _record: object, cargs: list[Any],
             make_private(path + suffix)
 
 
+def _json_as_written(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 def engine_options(url: str) -> dict[str, Any]:
     """Engine settings: errors never carry the row's values (a visitor's message)."""
-    options: dict[str, Any] = {"hide_parameters": True}
+    # JSON stored as written (not \u-escaped): a search for 电话 finds it in the text.
+    options: dict[str, Any] = {"hide_parameters": True,
+                               "json_serializer": _json_as_written}
     if url.startswith("postgresql"):
         # A server connection can go stale; a SQLite file cannot (a ping per checkout).
         options["pool_pre_ping"] = True

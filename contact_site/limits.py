@@ -25,7 +25,7 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 from werkzeug.utils import cached_property
 
 from .errors import error_answer
-from .submissions.models import EMAIL_MAX, MESSAGE_MAX, NAME_MAX, SUBJECT_MAX
+from .forms import Declaration, declaration_of
 
 # What FormDataParser.parse returns: the stream, the text fields, the files.
 ParseResult = tuple[IO[bytes], MultiDict[str, str], MultiDict[str, FileStorage]]
@@ -37,10 +37,20 @@ WIRE_BYTES_PER_CHARACTER = 12
 HIDDEN_FIELDS_ROOM = 16 * 1024
 
 
-def form_text_limit() -> int:
-    """Bytes enough for the longest valid form in any encoding (about 140 KB)."""
-    typed = NAME_MAX + EMAIL_MAX + SUBJECT_MAX + MESSAGE_MAX
-    return typed * WIRE_BYTES_PER_CHARACTER + HIDDEN_FIELDS_ROOM
+# What a field without a length limit may take: a number, a date, an option, a tick.
+SHORT_FIELD = 200
+
+
+def typed_characters(declaration: Declaration) -> tuple[int, int]:
+    """The most characters one form takes in all, and in its longest field."""
+    sizes = [[f.max_length or SHORT_FIELD for f in form.fields if f.type != "file"]
+             for form in declaration.forms]
+    return max(sum(each) for each in sizes), max(max(each, default=0) for each in sizes)
+
+
+def form_text_limit(declaration: Declaration) -> int:
+    """Bytes enough for the longest valid form in any encoding (about 140 KB by default)."""
+    return typed_characters(declaration)[0] * WIRE_BYTES_PER_CHARACTER + HIDDEN_FIELDS_ROOM
 
 
 class FormTextTooLarge(RequestEntityTooLarge):
@@ -171,12 +181,27 @@ def too_much_text(error: FormTextTooLarge) -> ResponseReturnValue:
     """413 naming the limit a person can act on: the message's length."""
     message = _("The text you sent is longer than this form accepts, so nothing was sent. "
                 "A message may have at most %(max)s characters: shorten it and send it again.",
-                max=format_number(MESSAGE_MAX))
+                max=format_number(typed_characters(declaration_of())[1]))
     return error_answer(413, _("The message is too long"), message, field="message")
 
 
 def init_app(app: Flask) -> None:
     """Bound the text of every request (MAX_FORM_TEXT_SIZE, derived from the form's fields)."""
-    app.config.setdefault(SETTING, form_text_limit())
+    declaration = declaration_of(app)
+    app.config.setdefault(SETTING, form_text_limit(declaration))
+    _fit_the_forms(app, declaration)
     app.request_class = BoundedRequest
     app.register_error_handler(FormTextTooLarge, too_much_text)
+
+
+def _fit_the_forms(app: Flask, declaration: Declaration) -> None:
+    """Werkzeug's limits raised where a declared form needs more: its longest field as one
+    part, all its files and its text as one body (unless the operator set them)."""
+    config, explicit = app.config, app.config["CONTACT_EXPLICIT_SETTINGS"]
+    longest = typed_characters(declaration)[1] * WIRE_BYTES_PER_CHARACTER
+    if "MAX_FORM_MEMORY_SIZE" not in explicit:
+        config["MAX_FORM_MEMORY_SIZE"] = max(config["MAX_FORM_MEMORY_SIZE"], longest)
+    if "MAX_CONTENT_LENGTH" not in explicit:
+        files = max(form.file_bytes(config["CONTACT_MAX_UPLOAD_MB"]) for form in declaration.forms)
+        room = config["MAX_CONTENT_LENGTH"] - config["CONTACT_MAX_UPLOAD_BYTES"]
+        config["MAX_CONTENT_LENGTH"] = max(config["MAX_CONTENT_LENGTH"], files + room)

@@ -4,7 +4,9 @@
 
    Every word shown comes from the page (the form's data-messages, in the page's language)
    or from the server's answers; every limit comes from the rendered attributes
-   (required, maxlength, type=email, accept, data-max-bytes). */
+   (required, maxlength, the input's type, min/max, and on each file input accept,
+   data-max-bytes and data-max-files). Where the page gives no words for a problem, the
+   server answers it: the page is never stricter than the server. */
 (function () {
   'use strict';
 
@@ -24,8 +26,8 @@
     return;
   }
 
-  const fileInput = document.getElementById('attachment');
-  const fileInfo = document.getElementById('attachment-info');
+  const fileInputs = Array.prototype.filter.call(form.elements, (control) => (
+    control.type === 'file' && control.name && !control.disabled));
   const summary = document.getElementById('error-summary');
   const summaryTitle = document.getElementById('error-summary-title');
   const summaryList = document.getElementById('error-summary-list');
@@ -34,12 +36,15 @@
   const button = document.getElementById('submit-button');
 
   const lang = document.documentElement.lang || undefined;
-  const maxBytes = Number(form.dataset.maxBytes) || Infinity;
-  const allowed = extensionsAccepted(fileInput);
   // Deliberately loose (something@something.something): email-validator on the server decides.
   const EMAIL_SHAPE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+  // The scheme the server takes, in any case, and no space; the server checks the host.
+  const WEB_ADDRESS = /^https?:\/\/[^ ]+$/i;
+  // What a date input gives once the browser has a whole date (the server wants the same).
+  const DATE_SHAPE = /^\d{4}-\d{2}-\d{2}$/;
 
-  let rejectedFileMessage = null;
+  // Field name -> the words of a refused choice of files, shown again once on sending.
+  const rejectedFiles = {};
   let sending = false;
   let announcedStep = -1;
   const buttonLabel = button.textContent;
@@ -95,6 +100,19 @@
   function extensionOf(filename) {
     const dot = filename.lastIndexOf('.');
     return dot === -1 ? '' : filename.slice(dot + 1).toLowerCase();
+  }
+
+  // A file input's limits as rendered: each file's size, how many files, which extensions.
+  function fileLimits(input) {
+    return {
+      maxBytes: Number(input.dataset.maxBytes) || Number(form.dataset.maxBytes) || Infinity,
+      maxFiles: Number(input.dataset.maxFiles) || (input.multiple ? Infinity : 1),
+      allowed: extensionsAccepted(input),
+    };
+  }
+
+  function chosenFiles(input) {
+    return Array.prototype.slice.call(input.files || []);
   }
 
   // The control named `name`, found by id as WTForms renders it, inside this form only.
@@ -226,10 +244,68 @@
     return control.value.replace(/ {2,}/g, ' ').replace(/^ +| +$/g, '');
   }
 
-  // The first problem with one text control, in the server's order: required, length, shape.
+  // The first problem with one control, in the server's order: required, length, shape.
   // Without words for it on the page, the problem is left for the server to answer.
   function controlProblem(control) {
+    if (control.type === 'checkbox') {
+      return checkboxProblem(control);
+    }
+    if (control.type === 'number') {
+      return numberProblem(control);
+    }
+    if (control.type === 'date') {
+      return dateProblem(control);
+    }
     return textProblem(control) || null;
+  }
+
+  // A checkbox or a consent that must be ticked.
+  function checkboxProblem(control) {
+    return control.required && !control.checked ? say('required', null, control.name) : null;
+  }
+
+  // The browser keeps what it cannot read as a number out of value (badInput): say so,
+  // rather than that nothing was entered.
+  function numberProblem(control) {
+    const name = control.name;
+    if (control.validity && control.validity.badInput) {
+      return say('number_invalid', null, name);
+    }
+    const text = control.value.trim();
+    if (!text) {
+      return control.required ? say('required', null, name) : null;
+    }
+    const number = Number(text);
+    if (!Number.isFinite(number)) {
+      return say('number_invalid', null, name);
+    }
+    return rangeProblem(control, number);
+  }
+
+  // A number outside min/max, in the server's words for the bounds when the page has them;
+  // without them the server answers.
+  function rangeProblem(control, number) {
+    const low = control.min === '' ? null : Number(control.min);
+    const high = control.max === '' ? null : Number(control.max);
+    if ((low === null || number >= low) && (high === null || number <= high)) {
+      return null;
+    }
+    const key = low === null ? 'number_at_most' : high === null ? 'number_at_least'
+      : 'number_between';
+    return say(key, { min: formatted(low), max: formatted(high) }, control.name) || null;
+  }
+
+  // A date input gives YYYY-MM-DD or nothing; an unfinished date is badInput.
+  function dateProblem(control) {
+    const name = control.name;
+    if (control.validity && control.validity.badInput) {
+      return say('date_invalid', null, name);
+    }
+    const text = control.value.trim();
+    if (!text) {
+      return control.required ? say('required', null, name) : null;
+    }
+    return DATE_SHAPE.test(text) ? null : say('date_invalid', null, name);
   }
 
   function textProblem(control) {
@@ -246,6 +322,9 @@
     if (control.type === 'email' && !EMAIL_SHAPE.test(text)) {
       return say('email_invalid', null, name);
     }
+    if (control.type === 'url' && !WEB_ADDRESS.test(text)) {
+      return say('url_invalid', null, name);
+    }
     return null;
   }
 
@@ -257,42 +336,83 @@
       && control.name && !control.disabled && errorContainer(control.name)));
   }
 
-  function fileProblem(file) {
-    if (file.size > maxBytes) {
-      return say('file_too_large');
+  // One file against its input's limits, in that field's words (each file on its own).
+  function fileProblem(input, file) {
+    const limits = fileLimits(input);
+    if (file.size > limits.maxBytes) {
+      return say('file_too_large', null, input.name);
     }
-    if (allowed.length && !allowed.includes(extensionOf(file.name))) {
-      return say('file_type');
+    if (limits.allowed.length && !limits.allowed.includes(extensionOf(file.name))) {
+      return say('file_type', null, input.name);
     }
     return null;
   }
 
-  // Clearing the input keeps the refused file out of the request.
-  function refuseFile(file, problem) {
-    fileInput.value = '';
-    rejectedFileMessage = problem;
-    setFieldError('attachment', [problem]);
-    if (fileInfo) {
-      fileInfo.textContent = say('file_not_added', { name: file.name, size: humanSize(file.size) });
+  // The first problem with the files chosen in one input: too many, then each file in turn.
+  function selectionProblem(input, files) {
+    const maxFiles = fileLimits(input).maxFiles;
+    if (files.length > maxFiles) {
+      return say('too_many_files', { max: formatted(maxFiles) }, input.name);
+    }
+    return files.map((file) => fileProblem(input, file)).find(Boolean) || null;
+  }
+
+  // The input's info line: one line per file, "Selected: …" or "Not added: …".
+  function describeFiles(input, key, files) {
+    const info = document.getElementById(`${input.name}-info`);
+    if (!info) {
+      return;
+    }
+    info.textContent = '';
+    files.forEach((file, index) => {
+      if (index) {
+        info.appendChild(document.createElement('br'));
+      }
+      info.appendChild(document.createTextNode(
+        say(key, { name: file.name, size: humanSize(file.size) })));
+    });
+  }
+
+  // Clearing the input keeps every file of a refused choice out of the request.
+  function refuseFiles(input, files, problem) {
+    input.value = '';
+    rejectedFiles[input.name] = problem;
+    setFieldError(input.name, [problem]);
+    describeFiles(input, 'file_not_added', files);
+  }
+
+  function checkFiles(input) {
+    clearFieldError(input.name);
+    describeFiles(input, 'file_selected', []);
+    delete rejectedFiles[input.name];
+    const files = chosenFiles(input);
+    if (!files.length) {
+      return;
+    }
+    const problem = selectionProblem(input, files);
+    if (problem) {
+      refuseFiles(input, files, problem);
+    } else {
+      describeFiles(input, 'file_selected', files);
     }
   }
 
-  function checkFile() {
-    clearFieldError('attachment');
-    if (fileInfo) {
-      fileInfo.textContent = '';
+  // A file input's problem on sending: a refusal not yet seen by a send, else required.
+  function fileInputProblem(input) {
+    const files = chosenFiles(input);
+    const refusal = files.length ? selectionProblem(input, files) : null;
+    if (refusal) {
+      refuseFiles(input, files, refusal);
     }
-    rejectedFileMessage = null;
-    const file = fileInput.files && fileInput.files[0];
-    if (!file) {
-      return;
+    // Stop once so the visitor notices the files were not added; the next send goes
+    // without them.
+    const rejected = rejectedFiles[input.name];
+    delete rejectedFiles[input.name];
+    if (rejected) {
+      return rejected;
     }
-    const problem = fileProblem(file);
-    if (problem) {
-      refuseFile(file, problem);
-    } else if (fileInfo) {
-      fileInfo.textContent = say('file_selected', { name: file.name, size: humanSize(file.size) });
-    }
+    return input.required && !chosenFiles(input).length ? say('required', null, input.name)
+      : null;
   }
 
   // Every problem the page can see before sending, by field name, as the server answers them.
@@ -304,16 +424,12 @@
         found[control.name] = [problem];
       }
     });
-    const file = fileInput && fileInput.files && fileInput.files[0];
-    const refusal = file ? fileProblem(file) : null;
-    if (refusal) {
-      refuseFile(file, refusal);
-    }
-    if (rejectedFileMessage) {
-      // Stop once so the visitor notices the file was not added; the next send goes without it.
-      found.attachment = [rejectedFileMessage];
-      rejectedFileMessage = null;
-    }
+    fileInputs.forEach((input) => {
+      const problem = fileInputProblem(input);
+      if (problem) {
+        found[input.name] = [problem];
+      }
+    });
     return found;
   }
 
@@ -348,9 +464,12 @@
     announcedStep = -1;
   }
 
-  // An answer without the server's JSON (a proxy's page, say): the page's nearest words.
+  // An answer without the server's JSON (a proxy's page, say): the page's nearest words,
+  // for too large those of the first field with files.
   function fallbackMessage(code) {
-    return (code === 413 && say('file_too_large')) || say('network_error');
+    const sent = fileInputs.find((input) => chosenFiles(input).length) || fileInputs[0];
+    return (code === 413 && say('file_too_large', null, sent && sent.name))
+      || say('network_error');
   }
 
   function handleResponse(xhr) {
@@ -425,9 +544,9 @@
     }
   }
 
-  if (fileInput) {
-    fileInput.addEventListener('change', checkFile);
-  }
+  fileInputs.forEach((input) => {
+    input.addEventListener('change', () => checkFiles(input));
+  });
   summary.addEventListener('click', onSummaryClick);
   form.addEventListener('submit', onSubmit);
 

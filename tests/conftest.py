@@ -13,6 +13,7 @@ and once on PostgreSQL.
 from __future__ import annotations
 
 import fcntl
+import functools
 import shutil
 import subprocess
 import sys
@@ -29,9 +30,11 @@ from contact_site.delivery.backend import backend_of
 from contact_site.extensions import db
 from contact_site.runtime import start_process
 from contact_site.schema import upgrade_schema
+from support import factories
 from support.browser import CHROMIUM, CHROMIUM_ARGS, WatchedPage, watch
 from support.databases import TEST_POSTGRES_URL, database_params, postgres_schema
 from support.factories import MakeSubmission, create_submission
+from support.forms_files import COMPANY_FIELD, site_forms, write_forms
 from support.processes import (
     BROKER_URL,
     PROJECT_ROOT,
@@ -42,6 +45,8 @@ from support.processes import (
 )
 from support.settings import base_config, skip_or_fail
 from support.smtp_server import SMTPTestServer
+
+StoreDeclared = Callable[..., str]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -279,3 +284,19 @@ def open_page(browser: Any) -> Iterator[Callable[..., WatchedPage]]:
     yield opener
     for context in contexts:
         context.close()
+
+
+@pytest.fixture
+def forms_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """The site's forms file (contact, with a company field, and careers), named by a
+    `settings` marker for the app this test builds next."""
+    assert "app" not in request.node.funcargs, "forms_file must come before app"
+    path = write_forms(tmp_path / "site", site_forms(extra=COMPANY_FIELD))
+    request.node.add_marker(pytest.mark.settings(CONTACT_FORMS_FILE=str(path)))
+    return path
+
+
+@pytest.fixture
+def store_declared(app: Flask) -> StoreDeclared:
+    """Store a submission of a declared form (support.factories.store_declared); its id."""
+    return functools.partial(factories.store_declared, app)

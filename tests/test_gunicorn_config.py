@@ -99,7 +99,8 @@ def test_a_slow_upload_through_the_production_config_is_stored_intact(app, gunic
     assert answer.startswith(b"HTTP/1.1 303"), answer[:300]
     with app.app_context():
         (stored,) = db.session.scalars(db.select(Submission)).all()
-        path = Path(app.config["UPLOAD_FOLDER"]) / stored.attachment_path
+        [file] = stored.files
+        path = Path(app.config["UPLOAD_FOLDER"]) / str(file.path)
     assert path.read_bytes() == data
     assert "WORKER TIMEOUT" not in log.read_text()
 

@@ -22,6 +22,8 @@ from typing import Any
 import flask_migrate
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask
 
@@ -48,10 +50,24 @@ QUEUED_FILE = b"%PDF-1.4\n% the queued submission's file\n%%EOF\n"
 # The columns a delivery changes; every other column of the queued mail stays as it was.
 DELIVERY_STATE = {"status", "attempts", "next_attempt_at", "sent_at", "last_error",
                   "claim_token", "claimed_until"}
+# The columns of a submission's file (0011), none of them there when it has no file.
+NO_FILE = dict.fromkeys(("field", "position", "name", "path", "content_type", "size"))
+
+
+def first_file(row: dict[str, Any]) -> dict[str, Any]:
+    """The first of the files a submission row now carries (see old_columns_now)."""
+    return row["files"][0] if row["files"] else NO_FILE
+
+
 # Columns of release 0.1 that a later revision replaced, and how each old value reads now.
 REPLACED: dict[str, Callable[[dict[str, Any]], Any]] = {
     "is_spam": lambda row: row["verdict"] == "spam",  # 0010: the verdict alone says spam
     "thank_you_sent": lambda row: row["thank_you_promised"],  # 0010: named for what it means
+    # 0011: the one attachment is the submission's file in submission_file.
+    "attachment_name": lambda row: first_file(row)["name"],
+    "attachment_path": lambda row: first_file(row)["path"],
+    "attachment_type": lambda row: first_file(row)["content_type"],
+    "attachment_size": lambda row: first_file(row)["size"],
 }
 
 
@@ -168,11 +184,28 @@ def snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
         engine.dispose()
 
 
+def files_now(url: str) -> dict[str, list[dict[str, Any]]]:
+    """Each submission's rows in submission_file, in order, by submission id."""
+    engine = sa.create_engine(url)
+    try:
+        files = sa.Table("submission_file", sa.MetaData(), autoload_with=engine)
+        with engine.connect() as conn:
+            found: dict[str, list[dict[str, Any]]] = {}
+            for row in conn.execute(sa.select(files).order_by(files.c.position, files.c.id)):
+                found.setdefault(row.submission_id, []).append(dict(row._mapping))
+            return found
+    finally:
+        engine.dispose()
+
+
 def old_columns_now(old: OldDatabase) -> dict[str, list[dict[str, Any]]]:
     """The old tables' rows as they are now, in the columns release 0.1 had (later
     revisions may add columns; those are not the old rows' data; a replaced column is
-    read through REPLACED)."""
+    read through REPLACED, a submission's from its files)."""
     now = snapshot(old.url)
+    files = files_now(old.url)
+    now["submission"] = [{**row, "files": files.get(row["id"], [])}
+                         for row in now["submission"]]
     return {name: [{column: REPLACED[column](row) if column in REPLACED else row[column]
                     for column in old.before[name][0]} for row in rows]
             for name, rows in now.items()}
@@ -438,21 +471,32 @@ ROWS_0010 = {
 }
 
 
-def insert_0009_rows() -> None:
-    """Store ROWS_0009 in the schema of revision 0009."""
-    names = ("id", "submission_key", "recipient_slug", "recipient_name", "recipient_address",
-             "name", "email", "mailbox_key", "subject", "message", "verdict", "verdict_reasons")
-    table = sa.table("submission", *(sa.column(name) for name in names),
-                     sa.column("created_at", sa.DateTime), sa.column("is_spam", sa.Boolean),
-                     sa.column("thank_you_sent", sa.Boolean))
-    db.session.execute(sa.insert(table), [{
+# Columns of older revisions a test fills with values SQLAlchemy must be told the type of.
+OLD_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
+    "created_at": sa.DateTime(), "is_spam": sa.Boolean(), "thank_you_sent": sa.Boolean(),
+    "thank_you_promised": sa.Boolean()}
+
+
+def insert_old_submissions(rows: dict[str, dict[str, Any]]) -> None:
+    """Store a submission per id with the columns every revision from 0003 on has, and the
+    row's own (in an older revision's schema, which the models no longer describe)."""
+    values = [{
         "id": row_id, "submission_key": row_id, "created_at": utcnow(),
         "recipient_slug": "sales", "recipient_name": "Sales",
         "recipient_address": "sales@example.com", "name": "", "email": "ada@example.com",
-        "mailbox_key": "ada@example.com", "subject": "s", "message": "m", "is_spam": is_spam,
-        "verdict": verdict, "verdict_reasons": reasons, "thank_you_sent": thanked,
-    } for row_id, (is_spam, verdict, reasons, thanked) in ROWS_0009.items()])
+        "mailbox_key": "ada@example.com", "subject": "s", "message": "m", **own,
+    } for row_id, own in rows.items()]
+    table = sa.table("submission", *(sa.column(name, OLD_TYPES.get(name)) for name in values[0]))
+    db.session.execute(sa.insert(table), values)
     db.session.commit()
+
+
+def insert_0009_rows() -> None:
+    """Store ROWS_0009 in the schema of revision 0009."""
+    insert_old_submissions({row_id: {
+        "is_spam": is_spam, "verdict": verdict, "verdict_reasons": reasons,
+        "thank_you_sent": thanked,
+    } for row_id, (is_spam, verdict, reasons, thanked) in ROWS_0009.items()})
 
 
 def submission_columns() -> set[str]:
@@ -489,3 +533,106 @@ def test_0010_downgrade_sets_is_spam_from_the_verdict(database_url, tmp_path):
             for row_id, is_spam, verdict, thanked in found} == {
         row_id: (verdict == "spam", verdict, promised)
         for row_id, (verdict, _reasons, promised) in ROWS_0010.items()}
+
+
+# Attachments as revision 0010 held them: id → attachment_name, _path, _type, _size.
+ATTACHMENTS_0010 = {
+    "with_file": ("report.pdf", "with_file/attachment.pdf", "application/pdf", 4096),
+    "file_deleted": ("notes.pdf", None, "application/pdf", 512),  # by retention: name kept
+    "untyped": ("scan", "untyped/attachment", None, None),
+    "without_file": (None, None, None, None),
+}
+# Their files after 0011: id → field, position, name, path, content_type, size of each.
+FILES_0011: dict[str, list[tuple[Any, ...]]] = {
+    "with_file": [("attachment", 0, "report.pdf", "with_file/attachment.pdf",
+                   "application/pdf", 4096)],
+    "file_deleted": [("attachment", 0, "notes.pdf", None, "application/pdf", 512)],
+    "untyped": [("attachment", 0, "scan", "untyped/attachment", "application/octet-stream", 0)],
+}
+ATTACHMENT_COLUMNS = ("attachment_name", "attachment_path", "attachment_type", "attachment_size")
+FILE_COLUMNS = ("submission_id", "field", "position", "name", "path", "content_type", "size")
+
+
+def insert_0010_rows() -> None:
+    """Store ATTACHMENTS_0010 in the schema of revision 0010."""
+    insert_old_submissions({row_id: {"thank_you_promised": False,
+                                     **dict(zip(ATTACHMENT_COLUMNS, attachment, strict=True))}
+                            for row_id, attachment in ATTACHMENTS_0010.items()})
+
+
+def stored_files() -> dict[str, list[tuple[Any, ...]]]:
+    """The rows of submission_file by submission id, each submission's in order."""
+    found: dict[str, list[tuple[Any, ...]]] = {}
+    for submission_id, *file in db.session.execute(sa.text(
+            f"SELECT {', '.join(FILE_COLUMNS)} FROM submission_file "
+            "ORDER BY submission_id, position, id")):
+        found.setdefault(submission_id, []).append(tuple(file))
+    return found
+
+
+@pytest.mark.each_database
+def test_0011_moves_each_attachment_to_a_file_row(database_url, tmp_path):
+    """From 0010 with data: an attachment becomes its submission's file of the field
+    `attachment` (one deleted by retention keeps its name, without a path; an unknown type
+    reads as application/octet-stream, size 0); a submission without one has no file; the
+    attachment columns go."""
+    with app_at(database_url, tmp_path, "0010") as app, app.app_context():
+        insert_0010_rows()
+        flask_migrate.upgrade(directory=str(MIGRATIONS), revision="0011")
+        files = stored_files()
+        columns = submission_columns()
+    assert files == FILES_0011
+    assert not set(ATTACHMENT_COLUMNS) & columns
+
+
+@pytest.mark.each_database
+def test_0011_stores_old_submissions_as_sent_with_the_built_in_form(database_url, tmp_path):
+    """Every submission stored before 0011 is of the form `contact`, with no version and no
+    answers (they read as the built-in form's fields)."""
+    with app_at(database_url, tmp_path, "0010") as app, app.app_context():
+        insert_0010_rows()
+        flask_migrate.upgrade(directory=str(MIGRATIONS), revision="0011")
+        found = db.session.execute(sa.text(
+            "SELECT id, form_slug, form_version, answers FROM submission")).all()
+    assert {row_id: tuple(rest) for row_id, *rest in found} == dict.fromkeys(
+        ATTACHMENTS_0010, ("contact", None, None))
+
+
+@pytest.mark.each_database
+def test_0011_downgrade_puts_each_first_file_back(database_url, tmp_path):
+    """Back to 0010: the attachment columns hold each submission's first file by position
+    (a later one is lost), and submission_file and the form columns go."""
+    with app_at(database_url, tmp_path, "0010") as app, app.app_context():
+        insert_0010_rows()
+        flask_migrate.upgrade(directory=str(MIGRATIONS), revision="0011")
+        insert_old_submissions({"two_files": {"thank_you_promised": False,
+                                              "form_slug": "quote"}})
+        files = sa.table("submission_file", *(sa.column(name) for name in FILE_COLUMNS))
+        db.session.execute(sa.insert(files), [  # the second file stored before the first
+            dict(zip(FILE_COLUMNS, file, strict=True)) for file in (
+                ("two_files", "drawings", 1, "b.dwg", "two_files/b", "image/vnd.dwg", 20),
+                ("two_files", "drawings", 0, "a.dwg", "two_files/a", "image/vnd.dwg", 10),
+                ("with_file", "attachment", 1, "extra.pdf", "with_file/extra",
+                 "application/pdf", 30))])
+        db.session.commit()
+        flask_migrate.downgrade(directory=str(MIGRATIONS), revision="0010")
+        found = db.session.execute(sa.text(
+            f"SELECT id, {', '.join(ATTACHMENT_COLUMNS)} FROM submission")).all()
+        columns = submission_columns()
+        tables = set(sa.inspect(db.engine).get_table_names())
+    assert {row_id: tuple(rest) for row_id, *rest in found} == {
+        **ATTACHMENTS_0010, "untyped": FILES_0011["untyped"][0][2:],
+        "two_files": ("a.dwg", "two_files/a", "image/vnd.dwg", 10)}
+    assert not {"form_slug", "form_version", "answers"} & columns
+    assert "submission_file" not in tables
+
+
+@pytest.mark.each_database
+def test_the_migrated_schema_is_the_one_the_models_declare(database_url, tmp_path):
+    """What `flask db check` checks: at the newest revision, comparing the models with the
+    database (with the app's own settings, types included) finds no difference."""
+    with (app_at(database_url, tmp_path, "heads") as app, app.app_context(),
+          db.engine.connect() as connection):
+        context = MigrationContext.configure(
+            connection, opts=dict(app.extensions["migrate"].configure_args))
+        assert compare_metadata(context, db.metadata) == []

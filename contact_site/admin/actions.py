@@ -76,12 +76,12 @@ def mark_not_spam(submission: Submission) -> bool:
 
 
 def delete(submission_id: str) -> str | None:
-    """Delete a submission, its mails, their history and its file; what to tell the owner,
+    """Delete a submission, its mails, their history and its files; what to tell the owner,
     or None if there is no such submission."""
     removed = privacy.delete_submission(submission_id)
     if removed is None:
         return None
-    said = str(_("The message, its mails, their history and its file are deleted."))
+    said = str(_("The message, its mails, their history and its files are deleted."))
     if removed.cancelled or removed.in_flight:
         # A mail a worker had in hand may reach the server all the same: said apart.
         said += " " + _("Mails not yet sent: %(cancelled)s cancelled, %(in_flight)s already "

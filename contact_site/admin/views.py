@@ -29,8 +29,12 @@ from ..database import utcnow
 from ..delivery import outbox
 from ..errors import error_answer
 from ..extensions import db
+from ..forms import Form, declaration_of, local_text
+from ..i18n import owner_language
 from ..records import archive, export, privacy
-from ..submissions.models import Submission
+from ..submissions import queries
+from ..submissions.answers import answers_of
+from ..submissions.models import SLUG_MAX, Submission, SubmissionFile
 from . import actions, audit, auth, lockout
 from .forms import EraseForm, SignInForm
 from .session import IDLE_LIMIT
@@ -62,10 +66,15 @@ def require_owner() -> ResponseReturnValue | None:
     return None
 
 
+def console_text(text: Any) -> str:
+    """Declared words (a label, a title, a consent's text) in the console's language."""
+    return local_text(text, owner_language())
+
+
 @bp.context_processor
 def console_context() -> dict[str, Any]:
-    """The signed-in owner, for every console template."""
-    return {"current_user": current_user}
+    """The signed-in owner and the declared words' translator, for every console template."""
+    return {"current_user": current_user, "local_text": console_text}
 
 
 @bp.errorhandler(CSRFError)
@@ -127,25 +136,26 @@ def logout() -> ResponseReturnValue:
     return redirect(url_for("admin.login"), code=303)
 
 
-def _filters() -> tuple[str, str]:
-    """The search text and status filter of this request; 400 for an unknown filter."""
+def _filters() -> tuple[str, str, str | None]:
+    """The search text, status filter and form (its slug) of this request; 400 for an
+    unknown status filter (an unknown form simply matches nothing)."""
     q = request.args.get("q", "").strip()[:SEARCH_MAX]
     status = request.args.get("status", "all")
     if status not in archive.FILTERS:
         abort(400, description=_("Unknown status filter. Use one of: %(filters)s.",
                                  filters=", ".join(archive.FILTERS)))
-    return q, status
+    return q, status, request.args.get("form", "").strip()[:SLUG_MAX] or None
 
 
 @bp.get("/")
 def index() -> ResponseReturnValue:
     """The submissions, newest first, 50 a page, searched and filtered."""
-    q, status = _filters()
-    page = db.paginate(archive.filtered(q, status), page=max(request.args.get(
+    q, status, form = _filters()
+    page = db.paginate(archive.filtered(q, status, form), page=max(request.args.get(
         "page", 1, type=int) or 1, 1), per_page=PER_PAGE, error_out=False)
     states = actions.mail_states(submission.id for submission in page.items)
     return render_template("admin/index.html", page=page, states=states, q=q, status=status,
-                           filters=archive.FILTERS)
+                           form=form, forms=declaration_of().forms, filters=archive.FILTERS)
 
 
 def _submission(submission_id: str) -> Submission:
@@ -156,35 +166,39 @@ def _submission(submission_id: str) -> Submission:
     return submission
 
 
-def _stored_file(submission: Submission) -> Path | None:
-    """The submission's file on disk, if it is still kept there."""
-    if not submission.attachment_path:
+def _stored_file(stored: SubmissionFile) -> Path | None:
+    """The file on disk, if it is still kept there (and inside the upload folder)."""
+    if not stored.path:
         return None
     root = Path(current_app.config["UPLOAD_FOLDER"]).resolve()
-    path = (root / submission.attachment_path).resolve()
+    path = (root / stored.path).resolve()
     return path if root in path.parents and path.is_file() else None
 
 
 @bp.get("/submissions/<submission_id>")
 def detail(submission_id: str) -> ResponseReturnValue:
-    """One submission: its message, its file, both mails with every attempt."""
+    """One submission: its form, every field with its label as sent, its files, both mails
+    with every attempt."""
     submission = _submission(submission_id)
     mails = actions.mails_of(submission.id)
     return render_template(
         "admin/detail.html", submission=submission, mails=mails,
+        answers=answers_of(submission),
         attempts={mail.id: outbox.attempts_of(mail.id) for mail in mails},
-        file_kept=_stored_file(submission) is not None)
+        kept={stored.id for stored in submission.files if _stored_file(stored) is not None})
 
 
-@bp.get("/submissions/<submission_id>/attachment")
-def attachment(submission_id: str) -> ResponseReturnValue:
-    """The uploaded file as a download, never shown by the browser."""
-    submission = _submission(submission_id)
-    path = _stored_file(submission)
+@bp.get("/submissions/<submission_id>/files/<int:file_id>")
+def download_file(submission_id: str, file_id: int) -> ResponseReturnValue:
+    """One of the submission's files as a download, never shown by the browser."""
+    stored = queries.file_of(_submission(submission_id).id, file_id)
+    if stored is None:
+        abort(404, description=_("This message has no file with this id."))
+    path = _stored_file(stored)
     if path is None:
-        abort(404, description=_("This message's file is no longer kept."))
+        abort(404, description=_("This file is no longer kept."))
     response = send_file(path, mimetype="application/octet-stream", as_attachment=True,
-                         download_name=submission.attachment_name or path.name)
+                         download_name=stored.name or path.name)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
@@ -222,7 +236,7 @@ def not_spam(submission_id: str) -> ResponseReturnValue:
 
 @bp.post("/submissions/<submission_id>/delete")
 def delete(submission_id: str) -> ResponseReturnValue:
-    """Delete the submission, its mails, their history and its file."""
+    """Delete the submission, its mails, their history and its files."""
     said = actions.delete(submission_id)
     if said is None:
         abort(404, description=_("There is no message with this id (it may have been deleted)."))
@@ -248,14 +262,19 @@ def retry() -> ResponseReturnValue:
     return redirect(url_for("admin.outbox_page"), code=303)
 
 
+def _export_form(slug: str | None) -> Form | None:
+    """The declared form whose fields are the export's columns, if one is chosen."""
+    return declaration_of().form(slug) if slug else None
+
+
 def _export(kind: str) -> Response:
     """The filtered submissions, streamed from the database in chunks."""
-    q, status = _filters()
+    q, status, form = _filters()
     # The search text may be an address: the audit line says only that there was one.
     audit.record("export", owner(), detail=f"{kind}, filter {status}"
-                 + (", with a search" if q else ""))
+                 + (f", form {form}" if form else "") + (", with a search" if q else ""))
     chunks = (export.csv_chunks if kind == "csv" else export.json_chunks)(
-        archive.filtered(q, status))
+        archive.filtered(q, status, form), _export_form(form))
     mimetype = "text/csv" if kind == "csv" else "application/json"
     filename = f"submissions-{utcnow():%Y%m%d-%H%M%S}.{kind}"
     return Response(stream_with_context(chunks), mimetype=mimetype,
@@ -264,13 +283,13 @@ def _export(kind: str) -> Response:
 
 @bp.get("/export.csv")
 def export_csv() -> ResponseReturnValue:
-    """The archive as CSV (formula cells neutralised)."""
+    """The archive as CSV (formula cells neutralised); with ?form=, a column per field."""
     return _export("csv")
 
 
 @bp.get("/export.json")
 def export_json() -> ResponseReturnValue:
-    """The archive as JSON."""
+    """The archive as JSON; with ?form=, a key per field."""
     return _export("json")
 
 

@@ -29,7 +29,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..extensions import db
 from ..submissions.files import CheckedUpload
-from ..submissions.models import Submission
+from ..submissions.models import SubmissionFile
 
 MIB = 2**20
 MAX_NAME_LENGTH = 120
@@ -141,7 +141,11 @@ CONTENT_TYPES_LIMITS = XmlLimits(size=MIB, elements=4 * MAX_PARTS, attributes=12
 
 
 class UploadTooLarge(RequestEntityTooLarge):
-    """The file alone is over CONTACT_MAX_UPLOAD_MB (answered with 413)."""
+    """The file alone is over its field's limit per file (answered with 413)."""
+
+    def __init__(self, description: str, field: str = "attachment") -> None:
+        super().__init__(description)
+        self.field = field
 
 
 class UploadRefused(ValueError):
@@ -160,43 +164,59 @@ class UploadQuotaExceeded(Exception):
 
 
 def stored_bytes() -> int:
-    """The bytes of every file in the upload folder, as their submissions record them.
+    """The bytes of every file in the upload folder, as their rows record them.
 
     Summed in the database rather than by walking the folder, which would cost a stat
     per file on every upload: each row knows its file's size, and a file leaves the sum
-    in the commit that forgets it (deletion, erasure, and retention, which clears
-    attachment_path). Left out: a folder orphaned by a crash between the write and the
-    commit, until retention sweeps it (within a day).
+    in the commit that forgets it (deletion and erasure, which delete its row, and
+    retention, which clears its path). Left out: a folder orphaned by a crash between
+    the write and the commit, until retention sweeps it (within a day).
     """
-    total = db.session.scalar(select(func.coalesce(func.sum(Submission.attachment_size), 0))
-                              .where(Submission.attachment_path.is_not(None)))
+    total = db.session.scalar(select(func.coalesce(func.sum(SubmissionFile.size), 0))
+                              .where(SubmissionFile.path.is_not(None)))
     return int(total or 0)
 
 
-def ensure_room(upload: CheckedUpload) -> None:
-    """UploadQuotaExceeded unless the stored files and this one fit in the quota.
+def ensure_room(upload_bytes: int) -> None:
+    """UploadQuotaExceeded unless the stored files and these new bytes fit in the quota.
 
     Two uploads checked at the same moment may both fit and together pass the quota,
     by at most one upload limit per request in flight: a ceiling against filling the
     disk, not an exact count.
     """
     quota = int(current_app.config["CONTACT_UPLOAD_QUOTA_MB"]) * MIB
-    if stored_bytes() + upload.size > quota:
+    if stored_bytes() + upload_bytes > quota:
         raise UploadQuotaExceeded()
 
 
-def too_large_message() -> str:
+@dataclass(frozen=True)
+class FileRule:
+    """What one file field takes: its extensions and its size per file."""
+
+    extensions: tuple[str, ...]
+    max_mb: float
+
+    @property
+    def max_bytes(self) -> int:
+        """The size limit per file, in bytes."""
+        return int(self.max_mb * MIB)
+
+
+def site_rule() -> FileRule:
+    """The settings' rule: CONTACT_ALLOWED_EXTENSIONS and CONTACT_MAX_UPLOAD_MB."""
+    config = current_app.config
+    return FileRule(tuple(config["CONTACT_ALLOWED_EXTENSIONS"]), config["CONTACT_MAX_UPLOAD_MB"])
+
+
+def too_large_message(rule: FileRule | None = None) -> str:
     """The words used for an oversize file, by the server and the page's script."""
-    return str(REFUSALS["too_large"]).format(limit_mb=current_app.config["CONTACT_MAX_UPLOAD_MB"])
+    limit = (rule or site_rule()).max_mb
+    return str(REFUSALS["too_large"]).format(limit_mb=f"{limit:g}")
 
 
-def bad_type_message() -> str:
+def bad_type_message(rule: FileRule | None = None) -> str:
     """The words used for a file type not on the allowlist."""
-    return str(REFUSALS["bad_type"]).format(allowed=_allowed())
-
-
-def _allowed() -> str:
-    return ", ".join(current_app.config["CONTACT_ALLOWED_EXTENSIONS"])
+    return str(REFUSALS["bad_type"]).format(allowed=", ".join((rule or site_rule()).extensions))
 
 
 def neutral_filename(raw: str) -> str:
@@ -212,18 +232,18 @@ def neutral_filename(raw: str) -> str:
     return name
 
 
-def check(file: FileStorage) -> CheckedUpload:
+def check(file: FileStorage, rule: FileRule | None = None) -> CheckedUpload:
     """Check size, name, extension and the whole content; raise on the first problem."""
-    config = current_app.config
+    rule = rule or site_rule()
     size = _size(file.stream)
-    if size > config["CONTACT_MAX_UPLOAD_BYTES"]:
-        raise UploadTooLarge(too_large_message())
+    if size > rule.max_bytes:
+        raise UploadTooLarge(too_large_message(rule))
     if size == 0:
         raise UploadRefused("empty")
     filename = neutral_filename(file.filename or "")
     extension = filename.rpartition(".")[2].lower() if "." in filename else ""
-    if extension not in config["CONTACT_ALLOWED_EXTENSIONS"]:
-        raise UploadRefused("bad_type", allowed=_allowed())
+    if extension not in rule.extensions:
+        raise UploadRefused("bad_type", allowed=", ".join(rule.extensions))
     try:
         content_type = _content_type(file.stream, extension)
     finally:

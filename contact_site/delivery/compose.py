@@ -1,18 +1,20 @@
 """Which mail says what: the two mails of a submission, their subjects, words and files.
 
-The owner's mail carries the visitor's message, a Reply-To and the upload; the
-thank-you carries fixed words and the PDF, none of the visitor's text. How a
-composed mail is written for SMTP (MIME, CRLF, streaming) is mime.py's.
+The owner's mail carries every field the visitor filled in, with its label, a
+Reply-To and the uploads; the thank-you carries fixed words and its form's PDF,
+none of the visitor's text. How a composed mail is written for SMTP (MIME, CRLF,
+streaming) is mime.py's.
 """
 
 from __future__ import annotations
 
 import calendar
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.headerregistry import Address
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 from flask import current_app, render_template
@@ -20,7 +22,9 @@ from flask_babel import lazy_gettext as _l
 
 from .. import i18n
 from ..app_state import state_of
-from ..submissions.models import SUSPECT, Submission
+from ..forms import Form, declaration_of, local_text
+from ..submissions.answers import Answer, answers_of
+from ..submissions.models import DEFAULT_FORM, SUSPECT, Submission, SubmissionFile
 from .headers import parse_address
 from .mime import CRLFMessage, base64_lines
 from .models import MailKind
@@ -37,6 +41,9 @@ def build_message(template: str, subject: str, to: Address, **context: Any) -> C
 
 def _message_with_bodies(subject: str, to: Address, body: str, html: str) -> CRLFMessage:
     sender = parse_address(current_app.config["MAIL_DEFAULT_SENDER"])
+    site_name = declaration_of().site.name
+    if site_name:  # the site's name shown, the configured address kept
+        sender = Address(site_name, addr_spec=sender.addr_spec)
     message = CRLFMessage(subject=subject, recipients=[to.addr_spec], sender=sender.addr_spec,
                           body=body, html=html)
     message.address_headers.update({"From": (sender,), "To": (to,)})
@@ -59,52 +66,122 @@ def compose(kind: str, submission: Submission, message_id: str,
     return message
 
 
+def form_of_submission(submission: Submission) -> Form | None:
+    """The form the submission was sent with, if the forms file still declares it."""
+    return declaration_of().form(form_slug(submission))
+
+
+def form_slug(submission: Submission) -> str:
+    """The submission's form; the built-in one for a row not yet flushed (no default yet)."""
+    return submission.form_slug or DEFAULT_FORM
+
+
 def owner_mail(submission: Submission) -> CRLFMessage:
-    """The visitor's message for the site owner, with Reply-To and the upload."""
+    """Every field the visitor filled in, for the site owner, with Reply-To and the uploads."""
+    form = form_of_submission(submission)
     message = build_message(
-        "to_recipient",
-        owner_subject(submission),
+        "to_recipient", owner_subject(submission),
         Address(submission.recipient_name, addr_spec=submission.recipient_address),
-        submission=submission,
+        submission=submission, title=visitor_subject(submission),
+        fields=shown_fields(submission), built_in=is_built_in(submission),
+        form_title=local_text(form.title, i18n.owner_language()) if form else form_slug(submission),
     )
     # Exactly one address, the validated one, whatever the name holds.
     visitor = Address(submission.name or "", addr_spec=submission.email)
     message.reply_to = visitor.addr_spec
     message.address_headers["Reply-To"] = (visitor,)
-    if submission.attachment_path:
-        path = Path(current_app.config["UPLOAD_FOLDER"]) / submission.attachment_path
-        message.attach_file(submission.attachment_name or "attachment",
-                            submission.attachment_type or "application/octet-stream", path)
+    uploads = Path(current_app.config["UPLOAD_FOLDER"])
+    for stored in submission.files:
+        if stored.path:  # None once retention deleted it: named in the text, not attached
+            message.attach_file(stored.name, stored.content_type or "application/octet-stream",
+                                uploads / stored.path)
     return message
+
+
+def is_built_in(submission: Submission) -> bool:
+    """Whether the submission is of the built-in form: its mail reads as it always has."""
+    return (not current_app.config.get("CONTACT_FORMS_FILE")
+            and form_slug(submission) == DEFAULT_FORM)
+
+
+@dataclass(frozen=True)
+class ShownField:
+    """One field as the owner's mail shows it: its label in the owner's language, its value.
+
+    `value` is text (a select's option label, a recipient's name), a bool (checkbox,
+    consent), a number or None; `agreed_text` is a consent's exact text; `files` a
+    file field's stored files, in order.
+    """
+
+    name: str
+    type: str
+    label: str
+    value: Any
+    agreed_text: str | None = None
+    files: tuple[SubmissionFile, ...] = ()
+
+
+def shown_fields(submission: Submission) -> list[ShownField]:
+    """The submission's fields in its form's order, labelled as they were sent."""
+    language = i18n.owner_language()
+    files: dict[str, list[SubmissionFile]] = {}
+    for stored in submission.files:
+        files.setdefault(stored.field, []).append(stored)
+    return [_shown(answer, language, files.get(answer.name, ()))
+            for answer in answers_of(submission)]
+
+
+def _shown(answer: Answer, language: str, files: Sequence[SubmissionFile]) -> ShownField:
+    label = local_text(answer.label, language)
+    value = answer.value
+    if answer.type == "select" and answer.details.get("option_label"):
+        value = local_text(answer.details["option_label"], language)
+    agreed = answer.details.get("text") if answer.type == "consent" else None
+    if isinstance(agreed, dict):
+        agreed = local_text(agreed, str(answer.details.get("language") or language))
+    return ShownField(answer.name, answer.type, label, value, agreed, tuple(files))
 
 
 def owner_subject(submission: Submission) -> str:
     """CONTACT_SUBJECT_PREFIX and the visitor's subject; a suspect one marked before both."""
     config = current_app.config
-    parts = [config["CONTACT_SUBJECT_PREFIX"], submission.subject]
+    parts = [config["CONTACT_SUBJECT_PREFIX"], visitor_subject(submission)]
     if submission.verdict == SUSPECT:
         parts.insert(0, config["CONTACT_SUSPECT_PREFIX"])
     return " ".join(part.strip() for part in parts if part.strip())
 
 
+def visitor_subject(submission: Submission) -> str:
+    """The visitor's subject; the form's title when it asks none (or it was left empty)."""
+    form = form_of_submission(submission)
+    if form is None:  # the form left the file: what the row holds
+        return submission.subject or form_slug(submission)
+    if form.field("subject") is not None and submission.subject.strip():
+        return submission.subject
+    # One line: a title written over several lines must not break the header.
+    return " ".join(local_text(form.title, i18n.owner_language()).split())
+
+
 def thank_you_mail(submission: Submission) -> CRLFMessage:
-    """The visitor's thank-you: fixed words, the PDF, none of the visitor's text."""
-    parts = thank_you_parts(i18n.current_language())
+    """The visitor's thank-you: fixed words, the form's PDF, none of the visitor's text."""
+    parts = thank_you_parts(i18n.current_language(), form_of_submission(submission))
     # The bare address: not even the visitor's name goes into this mail.
     message = _message_with_bodies(parts.subject, Address(addr_spec=submission.email),
                                    parts.body, parts.html)
-    message.attach_encoded(THANK_YOU_FILENAME, "application/pdf", parts.pdf_base64)
+    if parts.pdf_base64 is not None:
+        message.attach_encoded(parts.pdf_name, "application/pdf", parts.pdf_base64)
     return message
 
 
 @dataclass(frozen=True)
 class ThankYouParts:
-    """What every thank-you mail in one language shares: subject, bodies, the encoded PDF."""
+    """What every thank-you mail of one PDF and language shares: subject, bodies, the PDF."""
 
     subject: str
     body: str
     html: str
-    pdf_base64: bytes
+    pdf_name: str
+    pdf_base64: bytes | None  # None: a form whose thank-you carries no PDF
 
 
 _parts_lock = threading.Lock()
@@ -117,24 +194,21 @@ class ThankYouCache:
     parts: dict[tuple[str, str, int], ThankYouParts] = field(default_factory=dict)
 
 
-def thank_you_parts(language: str) -> ThankYouParts:
-    """The thank-you mail's constant parts in this language, made once per process and app.
+def thank_you_parts(language: str, form: Form | None = None) -> ThankYouParts:
+    """The thank-you mail's constant parts for a form in a language, made once per process.
 
     Keyed by the PDF's path and modification time too: a replaced PDF (or a changed
-    CONTACT_THANK_YOU_PDF) is picked up by the next mail without a restart.
+    CONTACT_THANK_YOU_PDF) is picked up by the next mail without a restart. A form
+    without a PDF has the empty path, which no file has.
     """
-    resource = thank_you_pdf(language)
-    path = Path(current_app.root_path) / resource
-    key = (language, str(path), path.stat().st_mtime_ns)
+    path = thank_you_pdf(form, language)
+    key = (language, str(path or ""), path.stat().st_mtime_ns if path else 0)
     cache = state_of(current_app, ThankYouCache).parts
     with _parts_lock:
         found = cache.get(key)
     if found is not None:
         return found
-    encoded = base64_lines(path.read_bytes())
-    with i18n.in_language(language):
-        made = ThankYouParts(str(THANK_YOU_SUBJECT), render_template("mail/thank_you.txt"),
-                             render_template("mail/thank_you.html"), encoded)
+    made = _make_thank_you_parts(language, path, _pdf_name(form))
     with _parts_lock:
         for old in [k for k in cache if k[:2] == key[:2]]:  # an older version of that PDF
             del cache[old]
@@ -142,11 +216,29 @@ def thank_you_parts(language: str) -> ThankYouParts:
     return made
 
 
-def thank_you_pdf(language: str) -> str:
-    """CONTACT_THANK_YOU_PDF, or its sibling `<stem>.<language>.pdf` when that file exists."""
-    default = current_app.config["CONTACT_THANK_YOU_PDF"]
-    path = PurePath(default)
+def _make_thank_you_parts(language: str, pdf: Path | None, pdf_name: str) -> ThankYouParts:
+    context = {"with_pdf": pdf is not None, "site_name": declaration_of().site.name}
+    with i18n.in_language(language):
+        return ThankYouParts(str(THANK_YOU_SUBJECT),
+                             render_template("mail/thank_you.txt", **context),
+                             render_template("mail/thank_you.html", **context),
+                             pdf_name, base64_lines(pdf.read_bytes()) if pdf else None)
+
+
+def _pdf_name(form: Form | None) -> str:
+    """The attachment's name: the form's own PDF's, or thank-you.pdf."""
+    declared = form.thank_you_pdf if form is not None else None
+    return declared if isinstance(declared, str) else THANK_YOU_FILENAME
+
+
+def thank_you_pdf(form: Form | None, language: str) -> Path | None:
+    """The form's PDF, or its sibling `<stem>.<language>.pdf` when that exists; None for none."""
+    declared = form.thank_you_pdf if form is not None else None
+    if declared is False:
+        return None
+    if declared is None:  # CONTACT_THANK_YOU_PDF, relative to the project folder
+        path = Path(current_app.root_path, current_app.config["CONTACT_THANK_YOU_PDF"])
+    else:  # the form's own, beside the forms file
+        path = Path(current_app.config["CONTACT_FORMS_FILE"]).parent / declared
     translated = path.with_name(f"{path.stem}.{language}{path.suffix}")
-    if (Path(current_app.root_path) / translated).is_file():
-        return str(translated)
-    return str(default)
+    return translated if translated.is_file() else path

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from email.charset import QP, Charset
 from email.generator import BytesGenerator
 from email.headerregistry import Address
@@ -94,37 +94,44 @@ def _quoted_printable_utf8() -> Charset:
 
 
 class StreamedMail:
-    """A serialised mail whose file attachment is read and base64-encoded while it is sent.
+    """A serialised mail whose file attachments are read and base64-encoded while it is sent.
 
-    Holding only one block of the file at a time keeps a 10 MB upload from being
+    Holding only one block of a file at a time keeps a 10 MB upload from being
     copied half a dozen times (raw, surrogate str, base64 bytes and str, lines,
-    the serialised bytes, smtplib's dot-stuffed copy).
+    the serialised bytes, smtplib's dot-stuffed copy). The mail is `head`, then
+    each file's content followed by the bytes written after it (`tail` for one file).
     """
 
-    def __init__(self, head: bytes, path: Path | None = None, tail: bytes = b"") -> None:
-        self.head, self.path, self.tail = head, path, tail
-        self.file_size = os.stat(path).st_size if path is not None else 0
+    def __init__(self, head: bytes, path: Path | None = None, tail: bytes = b"",
+                 *, files: Sequence[tuple[Path, bytes]] = ()) -> None:
+        self.head = head
+        self.files = [(path, tail), *files] if path is not None else list(files)
+        self.tail = tail if path is None else b""
+        self.file_sizes = [os.stat(file).st_size for file, _after in self.files]
 
     def __len__(self) -> int:
         """The size announced to the server (SIZE), before dot-stuffing."""
-        lines, rest = divmod(self.file_size, 57)
-        encoded = lines * 78 + (4 * -(-rest // 3) + 2 if rest else 0)
-        return len(self.head) + encoded + len(self.tail)
+        encoded = 0
+        for size in self.file_sizes:
+            lines, rest = divmod(size, 57)
+            encoded += lines * 78 + (4 * -(-rest // 3) + 2 if rest else 0)
+        after = sum(len(following) for _file, following in self.files)
+        return len(self.head) + encoded + after + len(self.tail)
 
     def chunks(self) -> Iterator[bytes]:
         """The mail in pieces that each end at a line end."""
         yield self.head
-        if self.path is not None:
-            with open(self.path, "rb") as file:
+        for path, following in self.files:
+            with open(path, "rb") as file:
                 while block := file.read(BASE64_BLOCK):
                     yield base64_lines(block)
+            yield following
         yield self.tail
 
 
 class CRLFMessage(Message):
     """A Flask-Mail message with CRLF line endings, quoted-printable bodies, streamed files."""
 
-    file_attachment: tuple[str, str, Path] | None = None
     # An attachment already base64-encoded with CRLF lines (the thank-you PDF, encoded
     # once per process): spliced in as it is.
     encoded_attachment: tuple[str, str, bytes] | None = None
@@ -135,6 +142,8 @@ class CRLFMessage(Message):
         # From, To and Reply-To as structured values: Flask-Mail's own fields keep
         # bare addresses only, for the envelope and its header checks.
         self.address_headers: dict[str, tuple[Address, ...]] = {}
+        # Files attached from disk, in order, read only while the mail is sent.
+        self.file_attachments: list[tuple[str, str, Path]] = []
 
     def _mimetext(self, text: str | None, subtype: str = "plain") -> MIMEText:
         """A body part SMTP can carry whatever the visitor typed."""
@@ -159,38 +168,44 @@ class CRLFMessage(Message):
     def attach_file(self, filename: str, content_type: str, path: Path) -> None:
         """Attach a file from disk, read only while the mail is sent (it must exist now)."""
         path.stat()  # a missing file fails here, at compose time, not mid-DATA
-        self.file_attachment = (filename, content_type, path)
+        self.file_attachments.append((filename, content_type, path))
 
     def attach_encoded(self, filename: str, content_type: str, encoded: bytes) -> None:
         """Attach content already base64-encoded in CRLF lines of 76 characters."""
         self.encoded_attachment = (filename, content_type, encoded)
 
     def as_streamed(self) -> StreamedMail:
-        """The mail for SMTP, with the file attachment to be streamed from disk."""
-        if self.file_attachment is not None:
-            filename, content_type, path = self.file_attachment
-            head, tail = self._around_stand_in(filename, content_type)
-            return StreamedMail(head, path, tail)
+        """The mail for SMTP, with the file attachments to be streamed from disk."""
+        if self.file_attachments:
+            head, *afters = self._around_stand_ins(
+                [(name, kind) for name, kind, _path in self.file_attachments])
+            paths = [path for _name, _kind, path in self.file_attachments]
+            return StreamedMail(head, files=list(zip(paths, afters, strict=True)))
         if self.encoded_attachment is not None:
             filename, content_type, encoded = self.encoded_attachment
-            head, tail = self._around_stand_in(filename, content_type)
+            head, tail = self._around_stand_ins([(filename, content_type)])
             return StreamedMail(b"".join((head, encoded, tail)))
         return StreamedMail(serialise(self._message()))
 
-    def _around_stand_in(self, filename: str, content_type: str) -> tuple[bytes, bytes]:
-        """The mail serialised around its attachment's content: what comes before and after."""
-        # Serialise with a unique stand-in for the content, then cut the mail around it:
-        # Flask-Mail still writes the part's headers (RFC 2231 names and all).
-        stand_in = os.urandom(45)
-        self.attach(filename, content_type, stand_in)
+    def _around_stand_ins(self, files: Sequence[tuple[str, str]]) -> list[bytes]:
+        """The mail serialised around its attachments' contents: what comes before, between
+        and after them."""
+        # Serialise with a unique stand-in for each content, then cut the mail around them:
+        # Flask-Mail still writes the parts' headers (RFC 2231 names and all).
+        stand_ins = [os.urandom(45) for _file in files]
+        for (filename, content_type), stand_in in zip(files, stand_ins, strict=True):
+            self.attach(filename, content_type, stand_in)
         try:
-            whole = serialise(self._message())
+            rest = serialise(self._message())
         finally:
-            self.attachments.pop()
-        head, found, tail = whole.partition(base64_lines(stand_in))
-        if not found:
-            raise RuntimeError("the attachment's stand-in is missing from the serialised mail")
-        return head, tail
+            del self.attachments[-len(files):]
+        pieces = []
+        for stand_in in stand_ins:
+            before, found, rest = rest.partition(base64_lines(stand_in))
+            if not found:
+                raise RuntimeError("an attachment's stand-in is missing from the serialised mail")
+            pieces.append(before)
+        return [*pieces, rest]
 
     def as_bytes(self) -> bytes:
         """The message serialised for SMTP, all in memory."""

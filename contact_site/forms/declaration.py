@@ -11,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
+import filetype
 import pydantic
 from pydantic import (
     AfterValidator,
@@ -31,19 +32,31 @@ FIELD_TYPES = ("text", "textarea", "email", "tel", "url", "number", "date", "sel
 TEXT_TYPES = {"text", "textarea", "email", "tel", "url"}
 DEFAULT_MAX_LENGTH = 200
 TEXTAREA_MAX_LENGTH = 10_000
+# No field may take more: every request's text is bounded by the largest form's sum.
+MAX_LENGTH_CAP = 100_000
 # WCAG 2's minimum contrast for normal text (success criterion 1.4.3).
 MIN_CONTRAST = 4.5
 # The keys each type takes beyond name, type, label, required and help.
 TYPE_KEYS = {"max_length": TEXT_TYPES, "min": {"number"}, "max": {"number"},
              "options": {"select"}, "text": {"consent"},
              "max_files": {"file"}, "max_mb": {"file"}, "extensions": {"file"}}
+# The page's own fields (token, honeypot, key, spam defence): no declared field takes them.
+RESERVED_NAMES = ("csrf_token", "website", "submission_key", "form_time", "altcha")
+# Besides what filetype recognises by content, the documents and text the upload checks know.
+CHECKED_EXTENSIONS = {"txt", "docx", "odt", "jpeg"}
 # Names with a fixed meaning, and the type each must have.
-FIXED_TYPES = {"email": "email", "recipient": "select", "attachment": "file"}
+FIXED_TYPES = {"email": "email", "recipient": "select", "attachment": "file", "name": "text",
+               "subject": "text", "message": "textarea"}
+# The fixed names stored in a column of their own take at most what the column holds.
+COLUMN_LIMITS = {"name": NAME_MAX, "email": EMAIL_MAX, "subject": SUBJECT_MAX}
 HOST = r"(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]*[a-z0-9])?"
 ORIGIN = re.compile(rf"https?://{HOST}(:[0-9]{{1,5}})?")
 HTTP_URL = re.compile(rf"https?://{HOST}(:[0-9]{{1,5}})?(/[^\s]*)?")
 COLOR = re.compile(r"#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+MIB = 1024 * 1024
+# The built-in form's slug, and the form of every submission stored before forms were declared.
+DEFAULT_SLUG = "contact"
 
 
 class FormsFileError(SystemExit):
@@ -77,7 +90,9 @@ def _every_language(value: str | dict[str, str], info: ValidationInfo) -> str | 
     return value
 
 
-LocalText = Annotated[str | dict[str, str], BeforeValidator(_local_text),
+# Words in every language: one string for all, or a table of one string per language.
+LocalTextValue = str | dict[str, str]
+LocalText = Annotated[LocalTextValue, BeforeValidator(_local_text),
                       AfterValidator(_every_language)]
 
 
@@ -159,8 +174,9 @@ def _known_type(value: Any) -> Any:
 
 def _default_max_length(data: Any) -> Any:
     if isinstance(data, dict) and data.get("type") in TEXT_TYPES and "max_length" not in data:
-        limit = TEXTAREA_MAX_LENGTH if data["type"] == "textarea" else DEFAULT_MAX_LENGTH
-        return {**data, "max_length": limit}
+        limit = {"textarea": TEXTAREA_MAX_LENGTH, "email": EMAIL_MAX}.get(data["type"],
+                                                                       DEFAULT_MAX_LENGTH)
+        return {**data, "max_length": min(limit, COLUMN_LIMITS.get(str(data.get("name")), limit))}
     return data
 
 
@@ -185,7 +201,7 @@ class Field(Declared):
     label: LocalText
     required: bool = False
     help: LocalText | None = None
-    max_length: Annotated[int, pydantic.Field(gt=0)] | None = None
+    max_length: Annotated[int, pydantic.Field(gt=0, le=MAX_LENGTH_CAP)] | None = None
     min: float | None = None
     max: float | None = None
     options: tuple[Option, ...] = ()
@@ -199,8 +215,22 @@ class Field(Declared):
     def _before(cls, data: Any) -> Any:
         return _default_max_length(_type_keys(data))
 
+    def file_mb(self, default_mb: int) -> float:
+        """A file field's limit per file: its own `max_mb`, else CONTACT_MAX_UPLOAD_MB."""
+        return self.max_mb if self.max_mb is not None else default_mb
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.name in RESERVED_NAMES:
+            raise problem(f"the name {self.name!r} is taken by the page itself; choose another")
+        unknown = [e for e in self.extensions
+                   if e not in CHECKED_EXTENSIONS and filetype.get_type(ext=e) is None]
+        if unknown:
+            raise problem(f"extension {unknown[0]!r} cannot be checked by its content "
+                          "(use types such as pdf, png, jpg, txt, docx, odt)")
+        column = COLUMN_LIMITS.get(self.name)
+        if column is not None and (self.max_length or 0) > column:
+            raise problem(f"a field named {self.name} takes at most {column} characters")
         fixed = FIXED_TYPES.get(self.name)
         if fixed is not None and self.type != fixed:
             raise problem(f"a field named {self.name} must have type {fixed}")
@@ -215,6 +245,10 @@ class Field(Declared):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise problem(f"min {self.min:g} is above max {self.max:g}")
         return self
+
+
+# The choice added to a form with several recipients that does not declare one.
+RECIPIENT_FIELD = Field(name="recipient", type="select", label="Who to write to", required=True)
 
 
 class Webhook(Declared):
@@ -281,6 +315,25 @@ class Form(Declared):
         """The field called `name`, or None."""
         return next((f for f in self.fields if f.name == name), None)
 
+    def file_bytes(self, default_mb: int) -> int:
+        """The most all of this form's files may weigh together, in bytes."""
+        return sum(int(f.file_mb(default_mb) * MIB) * f.max_files
+                   for f in self.fields if f.type == "file")
+
+    def completed(self, recipients: Sequence[Recipient]) -> Form:
+        """With CONTACT_RECIPIENTS when it names none, and the recipient's choice where
+        there is a choice: added first when not declared, dropped with one recipient."""
+        own = self.recipients or tuple(recipients)
+        fields = self.fields
+        if len(own) > 1 and self.field("recipient") is None:
+            fields = (RECIPIENT_FIELD, *fields)
+        if len(own) == 1:
+            fields = tuple(f for f in fields if f.name != "recipient")
+        version = self.version  # of the form as declared: settings do not change it
+        done = self.model_copy(update={"recipients": own, "fields": fields})
+        done.__dict__["version"] = version
+        return done
+
 
 def _slugs_once(forms: tuple[Form, ...]) -> tuple[Form, ...]:
     slugs = [f.slug for f in forms]
@@ -300,6 +353,11 @@ class Declaration(Declared):
     def form(self, slug: str) -> Form | None:
         """The form served at /f/<slug>, or None."""
         return next((f for f in self.forms if f.slug == slug), None)
+
+    def completed(self, recipients: Sequence[Recipient]) -> Declaration:
+        """Every form completed from CONTACT_RECIPIENTS (Form.completed)."""
+        return self.model_copy(update={"forms": tuple(f.completed(recipients)
+                                                      for f in self.forms)})
 
 
 def load_forms(path: str | Path, languages: Sequence[str]) -> Declaration:
@@ -366,9 +424,12 @@ def _key_path(parts: Sequence[int | str]) -> str:
 
 
 def default_declaration(recipients: Sequence[Recipient]) -> Declaration:
-    """Today's single form, when no forms file is given."""
+    """Today's single form, when no forms file is given.
+
+    Its words are the catalogue's msgids (contact_site.forms.local_text translates
+    them); a site's own file gives its words per language instead.
+    """
     fields: list[dict[str, Any]] = [
-        {"name": "recipient", "type": "select", "label": "To", "required": True},
         {"name": "name", "type": "text", "label": "Your name", "max_length": NAME_MAX},
         {"name": "email", "type": "email", "label": "Your email address", "required": True,
          "max_length": EMAIL_MAX},
@@ -378,6 +439,5 @@ def default_declaration(recipients: Sequence[Recipient]) -> Declaration:
          "max_length": MESSAGE_MAX},
         {"name": "attachment", "type": "file", "label": "Attachment"},
     ]
-    form = {"slug": "contact", "title": "Contact", "recipients": tuple(recipients),
-            "fields": fields}
-    return Declaration.model_validate({"forms": [form]})
+    form = {"slug": DEFAULT_SLUG, "title": "Contact", "fields": fields}
+    return Declaration.model_validate({"forms": [form]}).completed(recipients)

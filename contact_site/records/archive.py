@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy import Select, and_, exists, func, or_, select, text
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..delivery.models import MailKind, OutboxMail, Status
+from ..extensions import db
 from ..submissions.content import spellings
 from ..submissions.models import SPAM, SUSPECT, Submission, mailbox_key
 
@@ -36,21 +37,47 @@ def _status_condition(status: str) -> ColumnElement[bool]:
 
 
 def _search_condition(q: str) -> ColumnElement[bool]:
-    """The search text in the address, name, subject or message, case-insensitively."""
+    """The search text in the address, name, subject, message or the other fields' values,
+    case-insensitively."""
     # The visitor's own % and _ are searched for, not used as wildcards.
     escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     pattern = f"%{escaped}%"
     return or_(*(func.lower(column).like(pattern, escape="\\") for column in (
-        Submission.email, Submission.name, Submission.subject, Submission.message)))
+        Submission.email, Submission.name, Submission.subject, Submission.message)),
+        _in_answers(pattern))
 
 
-def filtered(q: str | None = None, status: str = "all") -> Select[tuple[Submission]]:
-    """Submissions matching the search text (address, name, subject, message), newest first."""
+# A declared field's value (never its name, type or label) like the pattern: each entry of
+# the answers' JSON list read by the database's own JSON functions.
+ANSWER_VALUE_LIKE = {
+    "sqlite": "EXISTS (SELECT 1 FROM json_each(submission.answers) AS entry "
+              "WHERE lower(json_extract(entry.value, '$.value')) LIKE :answer ESCAPE '\\')",
+    "postgresql": "EXISTS (SELECT 1 FROM json_array_elements(submission.answers) AS entry "
+                  "WHERE lower(entry ->> 'value') LIKE :answer ESCAPE '\\')",
+}
+
+
+def _in_answers(pattern: str) -> ColumnElement[bool]:
+    """Some declared field's value holds the pattern (a file field: one of its names)."""
+    clause = ANSWER_VALUE_LIKE[db.engine.dialect.name]
+    return text(clause).bindparams(answer=pattern).self_group()  # type: ignore[return-value]
+
+
+def _narrowed(query: Select[tuple[Submission]], q: str | None,
+              form: str | None) -> Select[tuple[Submission]]:
+    """The query kept to one form's submissions and to the search text, when given."""
+    if form:
+        query = query.where(Submission.form_slug == form)
+    return query.where(_search_condition(q)) if q else query
+
+
+def filtered(q: str | None = None, status: str = "all",
+             form: str | None = None) -> Select[tuple[Submission]]:
+    """Submissions of the form (its slug; any form for None) matching the search text and
+    the status filter, newest first."""
     if status not in FILTERS:
         raise ValueError(f"unknown status filter {status!r}")
-    query = select(Submission).where(_status_condition(status))
-    if q:
-        query = query.where(_search_condition(q))
+    query = _narrowed(select(Submission).where(_status_condition(status)), q, form)
     return query.order_by(Submission.created_at.desc(), Submission.id.desc())
 
 
@@ -71,12 +98,12 @@ def of_address(address: str) -> Select[tuple[Submission]]:
             .order_by(Submission.created_at.desc(), Submission.id.desc()))
 
 
-def of_visitor(address: str, q: str | None = None,
-               status: str | None = None) -> Select[tuple[Submission]]:
+def of_visitor(address: str, q: str | None = None, status: str | None = None,
+               form: str | None = None) -> Select[tuple[Submission]]:
     """One visitor's submissions, spam included unless a status filter is given."""
     query = of_address(address)
     if status is not None:
         if status not in FILTERS:
             raise ValueError(f"unknown status filter {status!r}")
         query = query.where(_status_condition(status))
-    return query.where(_search_condition(q)) if q else query
+    return _narrowed(query, q, form)

@@ -1,7 +1,7 @@
 """CSV and JSON exports of submissions, streamed page by page: memory stays flat.
 
 Rows are read by keyset pagination (newest first, `PAGE_ROWS` at a time, each
-page on a connection of its own) rather than one long cursor: a slow download
+page in a session of its own, files included) rather than one long cursor: a slow download
 then holds no transaction open, which on SQLite would keep the WAL from being
 checkpointed and on PostgreSQL would hold back VACUUM.
 """
@@ -13,23 +13,31 @@ import io
 import json
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
 import click
 from sqlalchemy import Select, and_, case, func, or_, select
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..delivery.models import MailKind, OutboxMail
 from ..extensions import db
+from ..forms import Form
 from ..private_files import open_private
-from ..submissions.models import SPAM, Submission
+from ..submissions.answers import COLUMN_FIELDS, answers_of
+from ..submissions.models import SPAM, Submission, SubmissionFile
 
 PAGE_ROWS = 500
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 NO_MAIL = "none"
+# The columns of an export of every form, in order: `answers` holds each other field of
+# the submission's form with its label and value (a form's own columns: `?form=`).
+FIELDS = ("id", "created_at", "form", "name", "email", "recipient", "recipient_address",
+          "subject", "message", "files", "status", "answers")
 
 
 def owner_mail_status() -> ColumnElement[str]:
@@ -40,22 +48,29 @@ def owner_mail_status() -> ColumnElement[str]:
     return case((Submission.verdict == SPAM, SPAM), else_=func.coalesce(newest, NO_MAIL))
 
 
-# Field name → column, in the order of the CSV header.
-COLUMNS: dict[str, ColumnElement[Any]] = {
-    "id": Submission.id.expression,
-    "created_at": Submission.created_at.expression,
-    "name": Submission.name.expression,
-    "email": Submission.email.expression,
-    "recipient": Submission.recipient_name.expression,
-    "recipient_address": Submission.recipient_address.expression,
-    "subject": Submission.subject.expression,
-    "message": Submission.message.expression,
-    "attachment_name": Submission.attachment_name.expression,
-    "attachment_type": Submission.attachment_type.expression,
-    "attachment_size": Submission.attachment_size.expression,
-    "status": owner_mail_status(),
-}
-FIELDS = tuple(COLUMNS)
+@dataclass(frozen=True)
+class ExportRow:
+    """One submission as the export reads it, with the state of its owner's mail."""
+
+    submission: Submission
+    status: str
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    """What the export says of one file: never where it is stored."""
+
+    field: str
+    name: str
+    content_type: str
+    size: int
+    stored: bool  # False once retention deleted it (the name stays on record)
+
+    @classmethod
+    def of(cls, stored: SubmissionFile) -> ExportedFile:
+        """The export's view of a stored file."""
+        return cls(stored.field, stored.name, stored.content_type, stored.size,
+                   stored.path is not None)
 
 
 def timestamp(value: datetime) -> str:
@@ -63,52 +78,105 @@ def timestamp(value: datetime) -> str:
     return value.replace(tzinfo=UTC).isoformat(timespec="seconds")
 
 
-def pages(query: Select[Any], engine: Engine | None = None) -> Iterator[Sequence[RowMapping]]:
-    """The export rows of `query`'s submissions, newest first, one page at a time."""
+def pages(query: Select[Any], engine: Engine | None = None) -> Iterator[Sequence[ExportRow]]:
+    """The rows of `query`'s submissions (with their files), newest first, a page at a time."""
     engine = engine or db.engine
-    base = (query.with_only_columns(*(c.label(n) for n, c in COLUMNS.items()))
-            .order_by(None).order_by(Submission.created_at.desc(), Submission.id.desc())
-            .limit(PAGE_ROWS))
+    base = (query.add_columns(owner_mail_status().label("status")).order_by(None)
+            .order_by(Submission.created_at.desc(), Submission.id.desc()).limit(PAGE_ROWS))
     after: tuple[datetime, str] | None = None
     while True:
         page = base if after is None else base.where(or_(
             Submission.created_at < after[0],
             and_(Submission.created_at == after[0], Submission.id < after[1])))
-        with engine.connect() as conn:
-            rows = conn.execute(page).mappings().all()
+        # Loaded whole (files included) before the session closes: nothing is read later.
+        with Session(engine) as session:
+            rows = [ExportRow(submission, status)
+                    for submission, status in session.execute(page).tuples()]
         if rows:
             yield rows
         if len(rows) < PAGE_ROWS:
             return
-        after = (rows[-1]["created_at"], rows[-1]["id"])
+        after = (rows[-1].submission.created_at, rows[-1].submission.id)
+
+
+def columns(form: Form | None = None) -> tuple[str, ...]:
+    """The export's column names: FIELDS, or for one form a column per field, in order."""
+    if form is None:
+        return FIELDS
+    names = [field.name for field in form.fields]
+
+    def free(name: str) -> str:  # a field may be called `id` or `status` too
+        return f"submission_{name}" if name in names else name
+
+    return (free("id"), free("created_at"), *names, free("status"))
+
+
+def values(row: ExportRow, form: Form | None = None) -> list[object]:
+    """The row's values in the order of `columns(form)`, as stored."""
+    submission = row.submission
+    answers = answers_of(submission)
+    if form is not None:
+        found = {answer.name: answer.value for answer in answers}
+        return [submission.id, submission.created_at,
+                *(found.get(field.name) for field in form.fields), row.status]
+    return [submission.id, submission.created_at, submission.form_slug, submission.name,
+            submission.email, submission.recipient_name, submission.recipient_address,
+            submission.subject, submission.message,
+            [ExportedFile.of(stored) for stored in submission.files], row.status,
+            [{"name": a.name, "type": a.type, "label": a.label, "value": a.value, **a.details}
+             for a in answers if a.name not in COLUMN_FIELDS]]
+
+
+def _cell_text(value: object) -> str:
+    """A value as the text of one CSV cell: file names joined by "; ", answers as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return timestamp(value)
+    if isinstance(value, ExportedFile):
+        return f"{value.name} ({value.size} bytes)"
+    if isinstance(value, list) and all(isinstance(v, str | ExportedFile) for v in value):
+        return "; ".join(_cell_text(item) for item in value)
+    if isinstance(value, list | dict):
+        return json.dumps(json_value(value), ensure_ascii=False)
+    return str(value)
 
 
 def csv_cell(value: object) -> str:
     """One CSV cell: times in ISO 8601, text that a spreadsheet would run prefixed with '."""
     if value is None:
         return ""
-    if isinstance(value, datetime):
-        return timestamp(value)
-    text = str(value)
+    text = _cell_text(value)
     return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
 def json_value(value: object) -> object:
-    """One JSON value: times in ISO 8601, the rest as stored."""
-    return timestamp(value) if isinstance(value, datetime) else value
+    """One JSON value: times in ISO 8601, files as objects, the rest as stored."""
+    if isinstance(value, datetime):
+        return timestamp(value)
+    if isinstance(value, ExportedFile):
+        return asdict(value)
+    if isinstance(value, list | tuple):
+        return [json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: json_value(item) for key, item in value.items()}
+    return value
 
 
-def csv_chunks(query: Select[Any]) -> Iterator[str]:
-    """The CSV export of `query`'s submissions (a header, then one row each), page by page."""
-    return _csv_chunks(query, db.engine)  # the engine is taken now: no app context needed later
+def csv_chunks(query: Select[Any], form: Form | None = None) -> Iterator[str]:
+    """The CSV export of `query`'s submissions (a header, then one row each), page by page;
+    with a form, a column per field of that form."""
+    return _csv_chunks(query, form, db.engine)  # the engine is taken now: no app context later
 
 
-def _csv_chunks(query: Select[Any], engine: Engine) -> Iterator[str]:
+def _csv_chunks(query: Select[Any], form: Form | None, engine: Engine) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(FIELDS)
+    writer.writerow(columns(form))
     for rows in pages(query, engine):
-        writer.writerows([csv_cell(row[name]) for name in FIELDS] for row in rows)
+        writer.writerows([csv_cell(value) for value in values(row, form)] for row in rows)
         yield _drain(buffer)
     if buffer.tell():
         yield _drain(buffer)
@@ -122,21 +190,22 @@ def _drain(buffer: io.StringIO) -> str:
     return text
 
 
-def json_chunks(query: Select[Any]) -> Iterator[str]:
-    """The JSON export of `query`'s submissions: an array of objects, page by page."""
-    return _json_chunks(query, db.engine)
+def json_chunks(query: Select[Any], form: Form | None = None) -> Iterator[str]:
+    """The JSON export of `query`'s submissions: an array of objects, page by page; with a
+    form, a key per field of that form."""
+    return _json_chunks(query, form, db.engine)
 
 
-def _json_chunks(query: Select[Any], engine: Engine) -> Iterator[str]:
+def _json_chunks(query: Select[Any], form: Form | None, engine: Engine) -> Iterator[str]:
+    names = columns(form)
     separator = "[\n"
     for rows in pages(query, engine):
-        yield separator + ",\n".join(json.dumps(_record(row), ensure_ascii=False) for row in rows)
+        yield separator + ",\n".join(json.dumps(
+            {name: json_value(value) for name, value in zip(names, values(row, form),
+                                                             strict=True)},
+            ensure_ascii=False) for row in rows)
         separator = ",\n"
     yield "[]\n" if separator == "[\n" else "\n]\n"
-
-
-def _record(row: RowMapping) -> dict[str, object]:
-    return {name: json_value(row[name]) for name in FIELDS}
 
 
 class PrivateOutput(click.File):

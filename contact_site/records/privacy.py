@@ -37,17 +37,20 @@ from sqlalchemy.exc import OperationalError
 from ..database import utcnow
 from ..delivery.models import DeliveryAttempt, OutboxMail, Status
 from ..extensions import db
+from ..forms import local_text
+from ..i18n import in_language
 from ..ratelimit import DatabaseStorage, RateLimitCounter, limiter, network_of
+from ..submissions.answers import answers_of
 from ..submissions.models import Submission
 from .archive import from_address
-from .export import json_value, timestamp
+from .export import ExportedFile, json_value, timestamp
 
 log = logging.getLogger("contact_site.records")
 
 BATCH = 500
 CHECKPOINT_TRIES = 5
 # Internal bookkeeping, not about the visitor: left out of the access export.
-PRIVATE_COLUMNS = {"submission_key", "attachment_path", "claim_token", "claimed_until"}
+PRIVATE_COLUMNS = {"submission_key", "claim_token", "claimed_until"}
 
 
 @dataclass(frozen=True)
@@ -296,11 +299,22 @@ def _mail_record(mail: OutboxMail) -> dict[str, object]:
             "delivery_attempts": [_plain(a, DeliveryAttempt.__table__) for a in attempts]}
 
 
+def _answers_record(submission: Submission) -> list[dict[str, object]]:
+    """Every field of its form in order, labelled in the visitor's language as sent; a
+    consent with the exact text agreed to, its language and SHA-256."""
+    with in_language(submission.language):
+        return [{"name": answer.name, "type": answer.type,
+                 "label": local_text(answer.label, submission.language),
+                 "value": json_value(answer.value), **answer.details}
+                for answer in answers_of(submission)]
+
+
 def _submission_record(submission: Submission) -> dict[str, object]:
     mails = db.session.scalars(select(OutboxMail).where(
         OutboxMail.submission_id == submission.id).order_by(OutboxMail.id))
     return {**_plain(submission, Submission.__table__),
-            "attachment_stored": submission.attachment_path is not None,
+            "answers": _answers_record(submission),
+            "files": [json_value(ExportedFile.of(stored)) for stored in submission.files],
             "mails": [_mail_record(mail) for mail in mails]}
 
 

@@ -23,7 +23,7 @@ from ..app_state import state_of
 from ..delivery.models import MailKind, OutboxMail, Status
 from ..extensions import db
 from ..ratelimit import RateLimitCounter
-from ..submissions.models import SPAM, Submission
+from ..submissions.models import SPAM, Submission, SubmissionFile
 from .models import DAILY, MaintenanceRun
 from .privacy import (
     BATCH,
@@ -75,30 +75,38 @@ def _delete_where(*conditions: ColumnElement[bool]) -> Removed:
         total += delete_submissions(ids)
 
 
+def _holds_files() -> ColumnElement[bool]:
+    """The submission still has a file on disk."""
+    return exists().where(SubmissionFile.submission_id == Submission.id,
+                          SubmissionFile.path.is_not(None))
+
+
 def _uploads_done(cutoff: datetime) -> list[str]:
-    """Submissions whose file went out in an owner's mail sent before `cutoff`, none pending."""
+    """Submissions whose files went out in an owner's mail sent before `cutoff`, none pending."""
     owner = and_(OutboxMail.submission_id == Submission.id, OutboxMail.kind == MailKind.OWNER)
     last_sent = (select(func.max(OutboxMail.sent_at))
                  .where(owner, OutboxMail.status == Status.SENT).scalar_subquery())
     pending = exists().where(owner, OutboxMail.status.in_([Status.QUEUED, Status.SENDING]))
     return list(db.session.scalars(select(Submission.id).where(
-        Submission.attachment_path.is_not(None), last_sent < cutoff, not_(pending))))
+        _holds_files(), last_sent < cutoff, not_(pending))))
 
 
 def _expire_uploads(cutoff: datetime) -> int:
-    """Delete files past their retention; the submission keeps name, type and size."""
+    """Delete every file past its retention; how many. Each file's row keeps its name,
+    type and size, its path set to None."""
     ids = _uploads_done(cutoff)
     for start in range(0, len(ids), BATCH):
-        db.session.execute(update(Submission).where(Submission.id.in_(ids[start:start + BATCH]))
-                           .values(attachment_path=None)
-                           .execution_options(synchronize_session=False))
+        db.session.execute(update(SubmissionFile)
+                           .where(SubmissionFile.submission_id.in_(ids[start:start + BATCH]))
+                           .values(path=None).execution_options(synchronize_session=False))
     db.session.commit()  # the record first: a file left by a crash is an orphan, swept below
     root = upload_root()
-    return sum(1 for submission_id in ids if remove_upload_folder(submission_id, root))
+    # A submission's files are all in its own folder.
+    return sum(remove_upload_folder(submission_id, root) for submission_id in ids)
 
 
 def _sweep_orphans(now: datetime) -> int:
-    """Delete upload folders, older than a day, of no submission holding a file."""
+    """Delete upload folders, older than a day, of no submission holding a file there."""
     root = upload_root()
     if not root.is_dir():
         return 0
@@ -109,7 +117,7 @@ def _sweep_orphans(now: datetime) -> int:
     for start in range(0, len(candidates), BATCH):
         chunk = candidates[start:start + BATCH]
         held = set(db.session.scalars(select(Submission.id).where(
-            Submission.id.in_(chunk), Submission.attachment_path.is_not(None))))
+            Submission.id.in_(chunk), _holds_files())))
         for name in chunk:
             if name not in held:
                 remove_upload_folder(name, root)

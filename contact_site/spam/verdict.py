@@ -15,14 +15,14 @@ from typing import Any
 
 from flask import current_app
 
+from ..forms import Form
 from . import altcha, content, timetrap
 from .clock import naive_utc
 
 HONEYPOT_FIELD = "website"
-MESSAGE_FIELD = "message"
-# Fields the blocklist looks in besides the message: a domain entry also finds an
-# address at that domain.
-BLOCKLIST_FIELDS = ("message", "subject", "name", "email")
+# The types of field the visitor writes words in: the blocklist looks in all of them (a
+# domain entry also finds an address or a web address at that domain).
+WRITTEN_TYPES = {"text", "textarea", "email", "tel", "url"}
 REASON_SEPARATOR = "\n"  # blocklist entries are one a line, so none holds one
 
 
@@ -83,7 +83,18 @@ def reasons_from_text(text: str | None) -> tuple[str, ...]:
     return tuple(reason for reason in (text or "").split(REASON_SEPARATOR) if reason)
 
 
-def judge(form_values: Mapping[str, str], remote_addr: str | None, now: datetime) -> Verdict:
+def written_fields(form: Form | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The fields the blocklist reads, and the free text (every textarea, else every written
+    field) that links are counted in and the duplicate rule compares."""
+    if form is None:
+        return (), ()
+    written = tuple(f.name for f in form.fields if f.type in WRITTEN_TYPES)
+    free = tuple(f.name for f in form.fields if f.type == "textarea")
+    return written, free or written
+
+
+def judge(form_values: Mapping[str, str], remote_addr: str | None, now: datetime,
+          form: Form | None) -> Verdict:
     """Run every rule on a posted form and return the verdict with all its reasons.
 
     Writes: the proof's challenge is marked used (committed at once); the
@@ -99,10 +110,11 @@ def judge(form_values: Mapping[str, str], remote_addr: str | None, now: datetime
     reasons.append(timetrap.check_form_time(form_values.get(timetrap.FIELD), moment))
     if config["CONTACT_PROOF_OF_WORK"] == "altcha":
         reasons.append(altcha.check_proof(form_values.get(altcha.FIELD), moment))
-    message = form_values.get(MESSAGE_FIELD) or ""
+    written, free = written_fields(form)
+    message = "\n".join(form_values.get(name) or "" for name in free)
     if content.link_count(message) > config["CONTACT_MAX_LINKS"]:
         reasons.append("too_many_links")
-    entry = content.blocklist_match(form_values.get(name) or "" for name in BLOCKLIST_FIELDS)
+    entry = content.blocklist_match(form_values.get(name) or "" for name in written)
     if entry is not None:
         reasons.append(BLOCKLIST_PREFIX + entry)
     duplicate, remembered = content.is_duplicate(message, remote_addr, moment)

@@ -11,7 +11,7 @@ import hashlib
 import json
 import secrets
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import idna
@@ -20,8 +20,10 @@ from email_validator import EmailNotValidError, validate_email
 from .files import CHUNK, CheckedUpload
 
 # What the visitor wrote, as stored: verdicts and other derived columns may differ
-# between a double click's two POSTs and must not make them two submissions.
-CONTENT_FIELDS = ("recipient_slug", "name", "email", "subject", "message")
+# between a double click's two POSTs and must not make them two submissions. `answers`
+# holds every declared field, so a field added to the form is hashed without a change here.
+CONTENT_FIELDS = ("form_slug", "recipient_slug", "name", "email", "subject", "message",
+                  "answers")
 
 
 def new_submission_key() -> str:
@@ -29,13 +31,14 @@ def new_submission_key() -> str:
     return secrets.token_urlsafe(24)
 
 
-def content_hash(fields: Mapping[str, Any], upload: CheckedUpload | None) -> str:
-    """sha256 (hex) of the visitor's fields and of the attached file's name and bytes."""
+def content_hash(fields: Mapping[str, Any],
+                 uploads: Sequence[tuple[str, CheckedUpload]] = ()) -> str:
+    """sha256 (hex) of the visitor's fields and of each attached file's field, name and bytes."""
     digest = hashlib.sha256()
     written = {name: fields.get(name) for name in CONTENT_FIELDS}
     digest.update(json.dumps(written, sort_keys=True, ensure_ascii=False).encode())
-    if upload is not None:
-        digest.update(b"\0" + upload.filename.encode() + b"\0")
+    for field, upload in uploads:
+        digest.update(b"\0" + field.encode() + b"\0" + upload.filename.encode() + b"\0")
         upload.stream.seek(0)
         while chunk := upload.stream.read(CHUNK):
             digest.update(chunk)

@@ -29,16 +29,16 @@ class CheckedUpload:
     size: int
 
 
-def store_file(upload: CheckedUpload, folder: Path) -> Path:
-    """Write the file under `folder` (new, in UPLOAD_FOLDER) with a generated name, flushed."""
+def store_file(upload: CheckedUpload, folder: Path, stem: str = "attachment") -> Path:
+    """Write the file under `folder` (in UPLOAD_FOLDER) as `<stem>.<extension>`, flushed."""
     root = Path(current_app.config["UPLOAD_FOLDER"]).resolve()
     folder = folder.resolve()
     if folder.parent != root:
         raise ValueError(f"refusing to store outside {root}")
     root.parent.mkdir(parents=True, exist_ok=True)  # above the uploads: the operator's modes
     root_is_new = make_private_folder(root, exist_ok=True)
-    make_private_folder(folder)
-    path = folder / f"attachment.{upload.extension}"
+    make_private_folder(folder, exist_ok=True)  # the submission's second file finds it there
+    path = folder / f"{stem}.{upload.extension}"
     upload.stream.seek(0)
     with _create_private_file(path) as out:
         while chunk := upload.stream.read(CHUNK):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import String, Text
+from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.engine.default import DefaultExecutionContext
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import utcnow
 from ..extensions import Model
@@ -20,6 +21,10 @@ EMAIL_COLUMN = 320
 SUBJECT_MAX = 200
 MESSAGE_MAX = 10_000
 KEY_MAX = 64
+SLUG_MAX = 40
+FILE_NAME_MAX = 255
+# The form of every submission stored before forms were declared (contact_site.forms).
+DEFAULT_FORM = "contact"
 # The verdicts a submission is stored with: contact_site.spam.VerdictKind's values
 # (docs/spam-verdicts.md).
 HAM, SUSPECT, SPAM = "ham", "suspect", "spam"
@@ -68,10 +73,17 @@ class Submission(Model):
                                              default=_mailbox_key_of_row)
     subject: Mapped[str] = mapped_column(String(SUBJECT_MAX))
     message: Mapped[str] = mapped_column(Text)
-    attachment_name: Mapped[str | None] = mapped_column(String(255))
-    attachment_path: Mapped[str | None] = mapped_column(String(255))
-    attachment_type: Mapped[str | None] = mapped_column(String(100))
-    attachment_size: Mapped[int | None]
+    # The form it was sent with: its slug, and the hash of its declaration then.
+    form_slug: Mapped[str] = mapped_column(String(SLUG_MAX), default=DEFAULT_FORM,
+                                           server_default=DEFAULT_FORM, index=True)
+    form_version: Mapped[str | None] = mapped_column(String(64))
+    # Every field of the form in order, with the label it was shown with, and the value
+    # of each field that has no column of its own (submissions/answers.py).
+    # None is SQL NULL, not JSON null: the database's JSON functions read NULL as no entries.
+    answers: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
+    files: Mapped[list[SubmissionFile]] = relationship(
+        back_populates="submission", order_by="SubmissionFile.position",
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin")
     # The spam verdict (contact_site.spam.VerdictKind: ham, suspect, spam), the one record
     # of whether it is spam, and its reason codes, one a line
     # (contact_site.spam.verdict.reasons_from_text).
@@ -86,3 +98,22 @@ class Submission(Model):
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     # sha256 of what was written (submissions/content.py): a known key folds only with it.
     content_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class SubmissionFile(Model):
+    """One file sent with a submission, under the name of the form's file field."""
+
+    __tablename__ = "submission_file"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("submission.id", ondelete="CASCADE"), index=True)
+    field: Mapped[str] = mapped_column(String(SLUG_MAX))
+    # Its place among the submission's files: the owner's mail attaches them in this order.
+    position: Mapped[int] = mapped_column(default=0)
+    name: Mapped[str] = mapped_column(String(FILE_NAME_MAX))
+    # Relative to UPLOAD_FOLDER; None once the file is deleted (the name stays on record).
+    path: Mapped[str | None] = mapped_column(String(FILE_NAME_MAX))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int]
+    submission: Mapped[Submission] = relationship(back_populates="files")

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from ..extensions import db
-from .models import VERDICTS, Submission
+from .models import VERDICTS, Submission, SubmissionFile
 
 # The period /healthz and `outbox status` count verdicts over.
 VERDICT_WINDOW = timedelta(hours=24)
@@ -16,6 +16,12 @@ VERDICT_WINDOW = timedelta(hours=24)
 def find_by_key(key: str) -> Submission | None:
     """The submission already stored under this key, if any."""
     return db.session.scalar(select(Submission).filter_by(submission_key=key))
+
+
+def file_of(submission_id: str, file_id: int) -> SubmissionFile | None:
+    """The file with this id if it belongs to this submission, else None."""
+    return db.session.scalar(select(SubmissionFile).where(
+        SubmissionFile.id == file_id, SubmissionFile.submission_id == submission_id))
 
 
 def thank_you_count(mailbox: str, since: datetime) -> int:

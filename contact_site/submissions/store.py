@@ -20,7 +20,7 @@ from ..extensions import db
 from ..write_queue import writing
 from .content import content_hash, new_submission_key
 from .files import CheckedUpload, store_file
-from .models import HAM, SPAM, Submission, mailbox_key
+from .models import HAM, SPAM, Submission, SubmissionFile, mailbox_key
 from .queries import find_by_key, thank_you_count
 
 # The first of PostgreSQL's two advisory-lock keys: this lock's own space of keys.
@@ -33,8 +33,9 @@ class NewSubmission:
 
     key: str
     fields: Mapping[str, Any]  # Submission column names to values
-    upload: CheckedUpload | None = None
+    uploads: Sequence[tuple[str, CheckedUpload]] = ()  # (file field's name, checked file)
     remote_addr: str | None = None
+    thank_you: bool = True  # the form sends one (within the daily cap, to ham only)
     verdict: str | None = None  # ham, suspect or spam; None: not judged, stored as ham
     verdict_reasons: str = ""  # the reason codes, one a line (spam.Verdict.reasons_text)
 
@@ -85,7 +86,7 @@ def store_submission(data: NewSubmission, enqueue: Callable[[Submission], object
     A second call with the same key and content stores nothing and returns the first;
     with the same key but other content it is a new submission under a fresh key.
     """
-    content = content_hash(data.fields, data.upload)
+    content = content_hash(data.fields, data.uploads)
     existing = find_by_key(data.key)
     if existing is not None:
         if existing.content_hash == content:
@@ -122,13 +123,14 @@ def _new_submission(data: NewSubmission, content: str) -> Submission:
 
 
 def _store_upload(data: NewSubmission, submission: Submission, folder: Path) -> None:
-    """Store the checked file in the submission's folder, unless the submission is held."""
-    if data.upload is not None and not data.held:
-        stored = store_file(data.upload, folder)
-        submission.attachment_name = data.upload.filename
-        submission.attachment_type = data.upload.content_type
-        submission.attachment_size = data.upload.size
-        submission.attachment_path = str(stored.relative_to(folder.parent))
+    """Store the checked files in the submission's folder, unless the submission is held."""
+    if data.held:
+        return
+    for position, (field, upload) in enumerate(data.uploads):
+        stored = store_file(upload, folder, f"{field}-{position}" if position else field)
+        submission.files.append(SubmissionFile(
+            field=field, position=position, name=upload.filename, size=upload.size,
+            content_type=upload.content_type, path=str(stored.relative_to(folder.parent))))
 
 
 def _add_and_commit(data: NewSubmission, submission: Submission,
@@ -139,7 +141,8 @@ def _add_and_commit(data: NewSubmission, submission: Submission,
             # Counted before anything is added to the session: autoflush would
             # otherwise write the row first, outside the lock on SQLite.
             lock_mailbox(submission.mailbox_key)
-            submission.thank_you_promised = thank_you_allowed(submission.mailbox_key)
+            submission.thank_you_promised = (data.thank_you
+                                             and thank_you_allowed(submission.mailbox_key))
         db.session.add(submission)
         db.session.add_all(with_rows)
         if not data.held:

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.manual_delivery
 ROUTES = [
     ("GET", "/admin/"),
     ("GET", "/admin/submissions/{id}"),
-    ("GET", "/admin/submissions/{id}/attachment"),
+    ("GET", "/admin/submissions/{id}/files/{file}"),
     ("POST", "/admin/submissions/{id}/resend"),
     ("POST", "/admin/submissions/{id}/spam"),
     ("POST", "/admin/submissions/{id}/not-spam"),
@@ -58,7 +58,8 @@ def cookie_headers(response: object, name: str) -> list[str]:
 
 def test_the_route_table_covers_every_console_route(app: Flask) -> None:
     """Each console URL rule and method is in ROUTES, so none escapes the checks below."""
-    found = {(method, rule.rule.replace("<submission_id>", "{id}"))
+    found = {(method, rule.rule.replace("<submission_id>", "{id}")
+              .replace("<int:file_id>", "{file}"))
              for rule in app.url_map.iter_rules() if rule.rule.startswith("/admin")
              for method in rule.methods or () if method in {"GET", "POST"}}
     found -= {("GET", "/admin/login"), ("POST", "/admin/login")}
@@ -72,7 +73,9 @@ def test_every_console_route_sends_an_anonymous_visitor_to_sign_in(
     create_owner(app)
     submission_id = create_submission(app, attachment=b"%PDF-1.4 file")
     client = app.test_client()
-    url = path.format(id=submission_id)
+    with app.app_context():
+        [stored] = db.session.get(Submission, submission_id).files  # type: ignore[union-attr]
+    url = path.format(id=submission_id, file=stored.id)
     data = {"csrf_token": csrf_token(client), "address": "ada@example.com"}
     response = client.open(url, method=method, data=data if method == "POST" else None)
     assert response.status_code == 302

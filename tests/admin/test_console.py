@@ -20,7 +20,7 @@ from contact_site.database import utcnow
 from contact_site.delivery.backend import backend_of
 from contact_site.delivery.models import DeliveryAttempt, MailKind, OutboxMail, Status
 from contact_site.extensions import db
-from contact_site.submissions.models import Submission
+from contact_site.submissions.models import Submission, SubmissionFile
 from support.admin import owner_client, post_action
 from support.factories import create_submission, queue_submissions
 from support.outbox import mails_of
@@ -56,6 +56,13 @@ def set_owner_mail_status(app: Flask, submission_id: str, status: Status) -> Non
         db.session.commit()
 
 
+def file_ids(app: Flask, submission_id: str) -> list[int]:
+    """The ids of the submission's files, in order."""
+    with app.app_context():
+        return list(db.session.scalars(select(SubmissionFile.id).where(
+            SubmissionFile.submission_id == submission_id).order_by(SubmissionFile.position)))
+
+
 def audit_actions(app: Flask) -> list[tuple[str, str | None, str]]:
     """(action, submission id, detail) of every audit line, oldest first."""
     with app.app_context():
@@ -88,6 +95,7 @@ def test_each_row_shows_date_visitor_subject_recipient_file_and_mails(app: Flask
     submission_id = create_submission(app, thank_you=True, attachment=b"%PDF-1.4 x")
     set_owner_mail_status(app, submission_id, Status.SENT)
     html = page_text(owner_client(app), "/admin/")
+    assert 'data-label="Form"' not in html  # one form: no form column
     row = html[html.index("<tbody>"):html.index("</tbody>")]
     for text in ("UTC</time>", "Ada Lovelace", "ada@example.com", "Engines 0", "Sales",
                  "report.pdf", "Owner’s mail: <span class=\"state state-sent\">sent",
@@ -191,12 +199,16 @@ def test_smtp_replies_are_shown_with_control_characters_escaped(app: Flask) -> N
 
 
 @pytest.mark.manual_delivery
-def test_the_attachment_is_a_download_only(app: Flask) -> None:
+def test_a_file_is_a_download_only(app: Flask) -> None:
     """Content-Disposition: attachment with the original name, octet-stream, nosniff."""
     data = b"%PDF-1.4\n<html><script>alert(1)</script>"
     submission_id = create_submission(app, attachment=data)
+    [file_id] = file_ids(app, submission_id)
     client = owner_client(app)
-    with client.get(f"/admin/submissions/{submission_id}/attachment") as response:
+    detail = page_text(client, f"/admin/submissions/{submission_id}")
+    assert f'href="/admin/submissions/{submission_id}/files/{file_id}" download>report.pdf' \
+        in detail
+    with client.get(f"/admin/submissions/{submission_id}/files/{file_id}") as response:
         assert response.status_code == 200
         assert response.data == data
     headers = response.headers
@@ -209,15 +221,50 @@ def test_the_attachment_is_a_download_only(app: Flask) -> None:
 
 
 @pytest.mark.manual_delivery
-def test_an_attachment_no_longer_kept_is_a_plain_404(app: Flask, tmp_path: Path) -> None:
+def test_a_file_no_longer_kept_is_a_plain_404(app: Flask, tmp_path: Path) -> None:
     """Once retention removed the file, the download says so; the detail names the file."""
     submission_id = create_submission(app, attachment=b"%PDF-1.4 x")
+    [file_id] = file_ids(app, submission_id)
     (tmp_path / "uploads" / submission_id / "attachment.pdf").unlink()
     client = owner_client(app)
-    response = client.get(f"/admin/submissions/{submission_id}/attachment")
+    response = client.get(f"/admin/submissions/{submission_id}/files/{file_id}")
     assert response.status_code == 404
     assert "no longer kept" in response.get_data(as_text=True)
-    assert "no longer kept" in page_text(client, f"/admin/submissions/{submission_id}")
+    assert "report.pdf (the file itself is no longer kept)" in page_text(
+        client, f"/admin/submissions/{submission_id}")
+
+
+@pytest.mark.manual_delivery
+def test_a_file_outside_the_upload_folder_is_never_sent(app: Flask, tmp_path: Path) -> None:
+    """A stored path that leads out of UPLOAD_FOLDER is refused like a missing file."""
+    submission_id = create_submission(app, attachment=b"%PDF-1.4 x")
+    [file_id] = file_ids(app, submission_id)
+    (tmp_path / "secret.txt").write_text("not for download")
+    with app.app_context():
+        db.session.execute(update(SubmissionFile).where(SubmissionFile.id == file_id)
+                           .values(path="../secret.txt"))
+        db.session.commit()
+    response = owner_client(app).get(f"/admin/submissions/{submission_id}/files/{file_id}")
+    assert response.status_code == 404
+    assert "not for download" not in response.get_data(as_text=True)
+
+
+@pytest.mark.manual_delivery
+def test_another_submissions_file_id_is_refused(app: Flask) -> None:
+    """A file is served only under its own submission's id: another's id, or no such file,
+    is a plain 404."""
+    mine = create_submission(app, attachment=b"%PDF-1.4 mine")
+    theirs = create_submission(app, email="grace@example.com", attachment=b"%PDF-1.4 theirs")
+    [their_file] = file_ids(app, theirs)
+    client = owner_client(app)
+    for path in (f"/admin/submissions/{mine}/files/{their_file}",
+                 f"/admin/submissions/{mine}/files/{their_file + 1000}",
+                 f"/admin/submissions/nope/files/{their_file}"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert b"theirs" not in response.data
+    with client.get(f"/admin/submissions/{theirs}/files/{their_file}") as served:
+        assert served.data == b"%PDF-1.4 theirs"
 
 
 @pytest.mark.manual_delivery

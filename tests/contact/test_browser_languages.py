@@ -135,9 +135,13 @@ def test_every_script_message_is_in_the_page_language(
     """Every word the script may show comes from the page, in the page's language."""
     watched = open_contact(open_page, site, lang)
     messages = page_messages(watched.page)
-    required = messages.pop("required")
-    assert set(required) == {"recipient", "email", "subject", "message"}
-    for key, text in [*messages.items(), *required.items()]:
+    assert set(messages["required"]) == {"recipient", "email", "subject", "message"}
+    assert set(messages["file_too_large"]) == set(messages["file_type"]) == {"attachment"}
+    # Words kept per field are checked each; the rest are one sentence each.
+    texts = [(f"{key}.{name}", text) for key, value in messages.items() if isinstance(value, dict)
+             for name, text in value.items()]
+    texts += [(key, value) for key, value in messages.items() if not isinstance(value, dict)]
+    for key, text in texts:
         assert isinstance(text, str) and text, key
         assert_in_language(text, lang)
     watched.assert_clean()
@@ -210,12 +214,12 @@ def test_file_refused_before_upload_with_the_page_words(
 
     attach(page, name, content, mime="application/octet-stream")
     error = shown_error(page, "attachment")
-    assert error == messages[key]
+    assert error == messages[key]["attachment"]
     assert_in_language(error, lang)
     assert page.locator("#attachment").evaluate("input => input.files.length") == 0
     assert name in page.locator("#attachment-info").inner_text()
     submit_and_wait_for_summary(page)
-    assert page.locator("#error-summary-list a").all_inner_texts() == [messages[key]]
+    assert page.locator("#error-summary-list a").all_inner_texts() == [messages[key]["attachment"]]
     assert watched.posts == []
     assert limited.submissions() == 0 and limited.stored_files() == []
     watched.assert_clean()

@@ -104,11 +104,11 @@ INVISIBLE = [
     ("\u200d", "ZERO WIDTH JOINER"), ("\u200c", "ZERO WIDTH NON-JOINER"),
 ]
 # How each single-line field is named in its error, and a value to hide a character in.
+# (The recipient is a choice: anything but one of its values is "Choose who to write to.")
 SINGLE_LINE = {
     "name": ("Your name", "Ada{}Lovelace"),
     "subject": ("The subject", "Invoice {}FDP.exe"),
     "email": ("Your email address", "ada{}@example.com"),
-    "recipient": ("The recipient you chose", "sales{}"),
 }
 
 

@@ -155,9 +155,9 @@ def test_a_flood_of_content_types_costs_what_a_plain_upload_does(app, gunicorn, 
 
 
 def stored_rows(app: Flask) -> list[tuple[str, str | None]]:
-    """Each stored submission's address and file path."""
+    """Each stored submission's address and (first) file path."""
     with app.app_context():
-        return [(row.email, row.attachment_path) for row in
+        return [(row.email, row.files[0].path if row.files else None) for row in
                 db.session.scalars(db.select(Submission).order_by(Submission.created_at))]
 
 

@@ -200,7 +200,9 @@ def test_accepted_upload_is_stored_under_a_generated_name(app, client, tmp_path)
     assert [p.name for p in stored] == ["attachment.pdf"]
     assert stored[0].read_bytes() == PDF_BYTES
     with app.app_context():
-        assert db.session.get(Submission, sid).attachment_name == "x.pdf"
+        [file] = db.session.get(Submission, sid).files
+        stored_as = ("attachment", "x.pdf", f"{sid}/attachment.pdf")
+        assert (file.field, file.name, file.path) == stored_as
 
 
 @pytest.mark.settings(CONTACT_MAX_UPLOAD_MB=1)

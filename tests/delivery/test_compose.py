@@ -14,7 +14,7 @@ from flask import Flask
 from contact_site.delivery import mime
 from contact_site.delivery.compose import THANK_YOU_SUBJECT, compose
 from contact_site.delivery.models import MailKind
-from contact_site.submissions.models import Submission
+from contact_site.submissions.models import Submission, SubmissionFile
 from support.factories import build_submission
 from support.files import PDF
 from support.mails import CREATED, MESSAGE_ID, parsed
@@ -54,9 +54,9 @@ def attach(app: Flask, stored: Submission, data: bytes, name: str) -> None:
     folder = Path(app.config["UPLOAD_FOLDER"]) / stored.id
     folder.mkdir(parents=True)
     (folder / "upload.pdf").write_bytes(data)
-    stored.attachment_path = f"{stored.id}/upload.pdf"
-    stored.attachment_name, stored.attachment_type = name, "application/pdf"
-    stored.attachment_size = len(data)
+    stored.files.append(SubmissionFile(field="attachment", position=0, name=name,
+                                       path=f"{stored.id}/upload.pdf",
+                                       content_type="application/pdf", size=len(data)))
 
 
 @pytest.mark.parametrize("kind", [MailKind.OWNER, MailKind.THANK_YOU])
@@ -122,6 +122,33 @@ def test_owner_mail_attaches_the_upload_byte_for_byte_under_its_name(app):
     assert part.get_filename() == "R\u00e9sum\u00e9 \u2013 2026.pdf"
     assert part.get_content_type() == "application/pdf"
     assert part.get_content() == PDF
+
+
+def test_built_in_form_mail_reads_as_it_always_has(app):
+    """Without a forms file: who wrote to whom, the subject, the message, the file, the footer."""
+    stored = build_submission(created_at=CREATED)
+    attach(app, stored, PDF, "report.pdf")
+    body = parsed(wire(app, MailKind.OWNER, stored)).get_body(("plain",))
+    assert body is not None
+    assert body.get_content().replace("\r\n", "\n") == (
+        "Ada Lovelace <ada@example.com> wrote through the contact form to Sales.\n\n"
+        "Subject: Engines 0\n\n"
+        "Hello,\nabout the analytical engine.\n\n"
+        f"Attached: report.pdf ({len(PDF)} bytes)\n"
+        "--\n"
+        "Reply to this mail to answer ada@example.com.\n"
+        f"Submission {stored.id}, received 2026-05-17 09:30 UTC.")
+
+
+def test_owner_mail_attaches_only_the_files_still_stored(app):
+    """A file retention deleted is named in the text and not attached."""
+    stored = submission()
+    attach(app, stored, PDF, "report.pdf")
+    stored.files[0].path = None
+    message = parsed(wire(app, MailKind.OWNER, stored))
+    assert list(message.iter_attachments()) == []
+    body = message.get_body(("plain",))
+    assert body is not None and "Attached: report.pdf" in body.get_content()
 
 
 def test_streamed_mail_announces_the_size_it_sends(app):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from contact_site.config import Recipient
@@ -223,7 +225,7 @@ def test_a_good_file_becomes_typed_objects(tmp_path):
     assert (cv.max_files, cv.max_mb, cv.extensions) == (2, 5, ("pdf",))
     assert (contact.thank_you, contact.thank_you_pdf) == (True, "thank-you.pdf")
     assert (careers.thank_you_pdf, careers.recipients) == (False, ())
-    assert careers.field("email").max_length == 200
+    assert careers.field("email").max_length == EMAIL_MAX  # an address may take all 254
     assert declaration.form("careers") is careers and declaration.form("nope") is None
 
 
@@ -235,7 +237,8 @@ def test_plain_string_labels_serve_every_language(tmp_path):
 
 def test_without_a_file_the_form_of_today():
     """The default declaration: today's six fields, with today's limits and recipients."""
-    recipients = (Recipient("sales", "Sales", "sales@example.com"),)
+    recipients = (Recipient("sales", "Sales", "sales@example.com"),
+                  Recipient("support", "Support", "support@example.com"))
     declaration = default_declaration(recipients)
     (form,) = declaration.forms
     assert isinstance(declaration, Declaration)
@@ -246,6 +249,21 @@ def test_without_a_file_the_form_of_today():
         NAME_MAX, EMAIL_MAX, SUBJECT_MAX, MESSAGE_MAX]
     assert [f.required for f in form.fields] == [True, False, True, True, True, False]
     assert form.field("attachment").type == "file"
+
+
+def test_one_recipient_is_not_a_choice():
+    """With one recipient the form has nothing to choose: no recipient field, declared or not."""
+    only = (Recipient("sales", "Sales", "sales@example.com"),)
+    assert [f.name for f in default_declaration(only).forms[0].fields] == [
+        "name", "email", "subject", "message", "attachment"]
+
+
+def test_the_worked_example_of_the_readme_loads():
+    """docs/forms.example.toml, which the README points to, is a valid forms file."""
+    path = Path(__file__).resolve().parents[2] / "docs" / "forms.example.toml"
+    declaration = load_forms(path, ("en", "zh"))
+    assert [f.slug for f in declaration.forms] == ["contact", "careers"]
+    assert declaration.site.name == "Example Ltd"
 
 
 def test_the_version_changes_only_with_its_own_form(tmp_path):

@@ -243,8 +243,9 @@ def test_visitor_export_holds_everything_about_the_visitor(two_visitors: Flask) 
     emails = {s["email"] for s in document["submissions"]}
     assert emails == {ADA, "Ada@Example.COM"}
     first = next(s for s in document["submissions"] if ADA_MARK in s["message"]
-                 and s["attachment_name"])
-    assert first["attachment_stored"] is True and first["remote_addr"] == ADA_IP
+                 and s["files"])
+    assert [(f["name"], f["stored"]) for f in first["files"]] == [("report.pdf", True)]
+    assert first["remote_addr"] == ADA_IP
     assert {m["kind"] for m in first["mails"]} == {"recipient", "thank_you"}
     assert all(m["delivery_attempts"] for m in first["mails"])
     assert "submission_key" not in first and "claim_token" not in first["mails"][0]

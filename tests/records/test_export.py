@@ -20,8 +20,8 @@ from support.smtp_server import SMTPTestServer
 
 pytestmark = [pytest.mark.manual_delivery, pytest.mark.each_database]
 
-REQUIRED = ("id", "created_at", "name", "email", "recipient", "subject", "message",
-            "attachment_name", "status")
+REQUIRED = ("id", "created_at", "form", "name", "email", "recipient", "subject", "message",
+            "files", "status", "answers")
 
 
 def csv_rows(app: Flask, q: str | None = None, status: str = "all") -> list[dict[str, str]]:
@@ -54,7 +54,8 @@ def test_csv_has_one_row_per_submission_with_every_field(
     ada = next(row for row in rows if row["id"] == first)
     assert (ada["email"], ada["message"], ada["recipient"]) == (
         "ada@example.com", message, "Sales")
-    assert (ada["attachment_name"], ada["status"]) == ("report.pdf", "sent")
+    assert (ada["files"], ada["status"]) == (f"report.pdf ({len(PDF)} bytes)", "sent")
+    assert ada["form"] == "contact"
     assert ada["created_at"].endswith("+00:00")
 
 
@@ -66,7 +67,10 @@ def test_json_is_an_array_of_objects_with_every_field(
     rows = json_rows(app)
     assert [row["id"] for row in rows] == [newer, older]
     assert set(REQUIRED) <= set(rows[0])
-    assert rows[0]["attachment_size"] == len(PDF) and rows[1]["attachment_name"] is None
+    assert rows[0]["files"] == [{"field": "attachment", "name": "report.pdf",
+                                 "content_type": "application/pdf", "size": len(PDF),
+                                 "stored": True}]
+    assert rows[1]["files"] == []
     assert {row["status"] for row in rows} == {"queued"}
 
 

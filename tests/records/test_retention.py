@@ -90,8 +90,9 @@ def test_an_upload_is_deleted_days_after_the_owner_mail_was_sent(
     assert result.uploads == (0 if file_kept else 1) and result.submissions == 0
     kept = submission(app, submission_id)
     assert kept is not None
-    assert (kept.attachment_path is not None) is file_kept
-    assert (kept.attachment_name, kept.attachment_type, kept.attachment_size) == (
+    [stored] = kept.files
+    assert (stored.path is not None) is file_kept
+    assert (stored.name, stored.content_type, stored.size) == (
         "report.pdf", "application/pdf", len(PDF))
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from contact_site.database import utcnow
 from contact_site.extensions import db
+from contact_site.forms import form_of
 from contact_site.spam import Verdict, VerdictKind, judge
 from contact_site.spam.verdict import REASONS, kind_of, reasons_from_text
 from support.spam import LAYERS_ON, fresh_proof, served_ago
@@ -39,7 +40,7 @@ def person(**changes: Any) -> dict[str, str]:
 def verdict_of(app, **changes: Any) -> Verdict:
     """The verdict on one post, committed as the submission would be."""
     with app.test_request_context(method="POST"):
-        verdict = judge(person(**changes), ADDRESS, utcnow())
+        verdict = judge(person(**changes), ADDRESS, utcnow(), form_of(None))
         db.session.add_all(verdict.remember)
         db.session.commit()
         return verdict

@@ -4,6 +4,7 @@ settings     the settings every test app starts from; skip_or_fail for absent se
 databases    PostgreSQL schemas of a test's own, a locked SQLite
 factories    the submission factory: rows straight in the database, their mails queued
 forms        posting the contact form as a browser does
+forms_files  forms files (CONTACT_FORMS_FILE) and posting a declared form
 outbox       reading the outbox, delivering by hand
 records      reading and ageing stored submissions
 admin        the owner's account, signing in, console forms

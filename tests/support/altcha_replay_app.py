@@ -12,6 +12,7 @@ from flask.typing import ResponseReturnValue
 import contact_site
 from contact_site.database import utcnow
 from contact_site.extensions import csrf, db
+from contact_site.forms import form_of
 from contact_site.spam import judge
 
 
@@ -21,7 +22,7 @@ def create_app() -> Flask:
 
     @csrf.exempt
     def judge_post() -> ResponseReturnValue:
-        verdict = judge(request.form, request.remote_addr, utcnow())
+        verdict = judge(request.form, request.remote_addr, utcnow(), form_of(None))
         db.session.add_all(verdict.remember)
         db.session.commit()  # as storing the submission would
         return jsonify(pid=os.getpid(), kind=str(verdict.kind), reasons=list(verdict.reasons))

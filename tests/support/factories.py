@@ -11,6 +11,7 @@ and how they are stored. Tests about the form post it instead (support.forms.pos
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -24,7 +25,9 @@ from contact_site.config import Recipient
 from contact_site.database import utcnow
 from contact_site.delivery import outbox
 from contact_site.extensions import db
-from contact_site.submissions.models import Submission
+from contact_site.forms import Field, declaration_of, local_text
+from contact_site.submissions.answers import COLUMN_FIELDS, stored_entry
+from contact_site.submissions.models import Submission, SubmissionFile
 
 SALES = Recipient("sales", "Sales", "sales@example.com")
 # The `make_submission` fixture: create_submission bound to the test's app.
@@ -86,10 +89,9 @@ def _attach(app: Flask, submission: Submission, data: bytes) -> None:
     folder = Path(app.config["UPLOAD_FOLDER"]) / submission.id
     folder.mkdir(parents=True)
     (folder / "attachment.pdf").write_bytes(data)
-    submission.attachment_path = f"{submission.id}/attachment.pdf"
-    submission.attachment_name = "report.pdf"
-    submission.attachment_type = "application/pdf"
-    submission.attachment_size = len(data)
+    submission.files.append(SubmissionFile(
+        field="attachment", position=0, name="report.pdf", path=f"{submission.id}/attachment.pdf",
+        content_type="application/pdf", size=len(data)))
 
 
 def insert_submissions(app: Flask, count: int, *, created_at: datetime | None = None,
@@ -106,3 +108,71 @@ def insert_submissions(app: Flask, count: int, *, created_at: datetime | None = 
                 **fields})
             for number in range(count)])
         db.session.commit()
+
+
+# (field, name as sent, bytes) of one file of a declared form.
+SentFile = tuple[str, str, bytes]
+CONTENT_TYPES = {"pdf": "application/pdf", "png": "image/png", "txt": "text/plain"}
+
+
+def _declared_entry(field: Field, values: Mapping[str, Any], files: Sequence[SentFile],
+           language: str) -> dict[str, Any]:
+    """One field's stored entry, as the form writes it."""
+    value = values.get(field.name)
+    details: dict[str, Any] = {}
+    if field.type == "file":
+        value = [name for sent_field, name, _data in files if sent_field == field.name]
+    elif field.type in ("checkbox", "consent"):
+        value = bool(value)
+    if field.type == "consent" and field.text is not None:
+        shown = local_text(field.text, language)
+        details = {"text": shown, "language": language,
+                   "sha256": hashlib.sha256(shown.encode()).hexdigest()}
+    option = next((o for o in field.options if o.value == value), None)
+    if option is not None:
+        details["option_label"] = option.label
+    return stored_entry(field.name, field.type, field.label, value, **details)
+
+
+def _attach_files(app: Flask, submission_id: str, files: Sequence[SentFile]) -> None:
+    """Write the files under UPLOAD_FOLDER/<id>/ and record each, in order."""
+    folder = Path(app.config["UPLOAD_FOLDER"]) / submission_id
+    folder.mkdir(parents=True)
+    with app.app_context():
+        submission = db.session.get(Submission, submission_id)
+        assert submission is not None
+        for position, (field, name, data) in enumerate(files):
+            extension = name.rpartition(".")[2]
+            stored = f"{field}-{position}.{extension}"
+            (folder / stored).write_bytes(data)
+            submission.files.append(SubmissionFile(
+                field=field, position=position, name=name, path=f"{submission_id}/{stored}",
+                content_type=CONTENT_TYPES[extension], size=len(data)))
+        db.session.commit()
+
+
+def store_declared(app: Flask, slug: str, values: Mapping[str, Any],
+                   files: Sequence[SentFile] = (), language: str = "en",
+                   labels: Mapping[str, Any] | None = None, **columns: Any) -> str:
+    """Store a submission of a declared form as the form would (its mails queued): every
+    field with the label declared now, a consent's text in `language` with its SHA-256,
+    `files` written under UPLOAD_FOLDER/<id>/; `labels` replaces labels as if the file
+    said otherwise then. Its id."""
+    with app.app_context():
+        form = declaration_of(app).form(slug)
+        assert form is not None, slug
+        answers = [_declared_entry(field, values, files, language) for field in form.fields]
+        recipient = next((r for r in form.recipients if r.slug == values.get("recipient")),
+                         form.recipients[0])
+    for answer in answers:
+        answer["label"] = (labels or {}).get(answer["name"], answer["label"])
+    own = {column: values[name] for name, column in COLUMN_FIELDS.items()
+           if name in values and name != "recipient"}
+    submission_id = create_submission(
+        app, form_slug=slug, form_version=form.version, answers=answers, language=language,
+        recipient_slug=recipient.slug, recipient_name=recipient.name,
+        recipient_address=recipient.address, **{**own, **columns})
+    if files:
+        _attach_files(app, submission_id, files)
+    return submission_id
+
