@@ -226,6 +226,11 @@ SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "DELIVERY_POLL_SECONDS": (5, _integer(1, 3600)),
     "DELIVERY_CONCURRENCY": (4, _integer(1, 64)),
     "DELIVERY_MAX_PER_MINUTE": (None, _per_minute),
+    # Webhooks (contact_site.webhooks): given up after this; private targets for tests and LANs.
+    "WEBHOOK_GIVE_UP_HOURS": (72, _integer(1, 24 * 365)),
+    "WEBHOOK_ALLOW_PRIVATE": (False, _boolean),
+    # The site's public address, for links in notifications (e.g. https://contact.example.com).
+    "CONTACT_BASE_URL": (None, _text),
     "DEV_MAILBOX": (False, _boolean),
     "DEV_MAILBOX_PORT": (1025, _integer(1, 65535)),
     "LOG_LEVEL": ("INFO", _log_level),

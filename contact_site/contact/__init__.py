@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from flask import Flask
 
-from .views import bp
+from .. import embedding
+from ..extensions import csrf
+from .views import bp, submit
 
 
 def init_app(app: Flask) -> None:
-    """Register the contact page's blueprint (and its form's error answers)."""
+    """Register the contact page's blueprint (and its form's error answers); the form's POST
+    leaves Flask-WTF's global CSRF check to embedding.admit, which makes it for the site's
+    own page and admits the other ways a form may come (another site, an iframe)."""
     app.register_blueprint(bp)
+    csrf.exempt(submit)
+    embedding.init_app(app)

@@ -128,6 +128,13 @@ class SubmissionForm(FlaskForm):
         key = self.submission_key.data
         return key if key and KEY_PATTERN.fullmatch(key) else new_submission_key()
 
+    def posted_values(self) -> dict[str, str]:
+        """What the spam rules read: the posted text, with the form's time as this form holds
+        it (from a token, for a form on another site)."""
+        values = dict(request.form.items())
+        values["form_time"] = self.form_time.data or ""
+        return values
+
     def uploads(self) -> list[tuple[str, CheckedUpload]]:
         """Every checked file with its field's name, in the form's order."""
         return [(f.name, upload) for f in self.declared.fields

@@ -27,8 +27,8 @@ from . import uploads
 HONEYPOT = Verdict(VerdictKind.SPAM, ("honeypot",))
 
 
-def take(data: NewSubmission, posted: Mapping[str, str],
-         verdict: Verdict | None = None) -> Submission:
+def take(data: NewSubmission, posted: Mapping[str, str], verdict: Verdict | None = None,
+         also: tuple[str, ...] = ()) -> Submission:
     """Judge (unless already judged) and store in one transaction whose lock waits are bounded.
 
     Judging writes (the proof is marked used), so it comes first, before this
@@ -38,8 +38,9 @@ def take(data: NewSubmission, posted: Mapping[str, str],
     failed = ratelimit.storage_error()
     if failed is not None:  # it failed moments ago in this request: do not wait on it again
         raise failed
-    if verdict is None:
-        verdict = judge(posted, request.remote_addr, utcnow(), form_of(data.fields["form_slug"]))
+    if verdict is None:  # `also`: what the way it came adds (a form on another site)
+        verdict = judge(posted, request.remote_addr, utcnow(), form_of(data.fields["form_slug"]),
+                        also)
     if db.engine.dialect.name == "postgresql":
         # PostgreSQL waits for a lock for ever by default; SQLite has its busy timeout.
         db.session.execute(text(f"SET LOCAL lock_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))

@@ -3,6 +3,8 @@ it leads after a message is accepted."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app, render_template, request, url_for
 from flask_babel import format_number
 from flask_babel import gettext as _
@@ -22,9 +24,11 @@ CHOOSE_FILE_AGAIN = _l("Choose your file again: a file cannot be kept for you wh
                        "was sent.")
 
 
-def render_form(form: SubmissionForm, status: int = 200,
-                notice: str | None = None) -> tuple[str, int, dict[str, str]]:
-    """The form's page with its fields, limits, error messages and a notice if any."""
+def render_form(form: SubmissionForm, status: int = 200, notice: str | None = None,
+                template: str = "contact/form.html",
+                **context: Any) -> tuple[str, int, dict[str, str]]:
+    """The form's page with its fields, limits, error messages and a notice if any
+    (`template`: the iframe's page or the embed script's fragment instead)."""
     if not form.submission_key.data:
         form.submission_key.data = new_submission_key()
     # A form sent again after an error keeps the time it was first served: a fresh one
@@ -33,16 +37,23 @@ def render_form(form: SubmissionForm, status: int = 200,
         form.form_time.data = issue_form_time()
     declared = form.declared
     rules = {f.name: file_rule(f) for f in declared.fields if f.type == "file"}
+    # The fragment is put in another site's page: every address in it names this site.
+    external = template == "contact/fragment.html"
+    framed = template == "contact/embed.html"  # its thanks page must be one it may frame
     page = render_template(
-        "contact/form.html", form=form, declared=declared, notice=notice,
+        template, form=form, declared=declared, notice=notice,
         local=lambda text: local_text(text, i18n.current_language()),
         default_help=default_help, required_messages=required_messages,
         title=local_text(declared.title, i18n.current_language()),
-        action=request.path, file_rules=rules, thanks_url=thanks_url(declared.slug),
+        action=action_of(declared.slug, external or framed, external),
+        file_rules=rules,
+        thanks_url=thanks_url(declared.slug, framed, external, context.get("parent_origin")),
+        external=external,
         max_upload_bytes=max((form.declared.file_bytes(current_app.config[
             "CONTACT_MAX_UPLOAD_MB"]), 1)),
         too_large={name: uploads.too_large_message(rule) for name, rule in rules.items()},
         bad_type={name: uploads.bad_type_message(rule) for name, rule in rules.items()},
+        **{"back_url": None, "next_url": None, "token_field": None, **context},
     )
     # The page holds a token and a key for this visitor alone: no cache may keep it.
     return page, status, {"Cache-Control": "no-store"}
@@ -85,7 +96,21 @@ def ask_for_file_again(form: SubmissionForm) -> None:
             form[declared.name].errors = [str(CHOOSE_FILE_AGAIN)]
 
 
-def thanks_url(slug: str) -> str:
-    """The thanks page, naming the form unless it is the first (served at /)."""
+def action_of(slug: str, elsewhere: bool, external: bool) -> str:
+    """Where the form posts: this address on the site's own page; for a form in another
+    site's page or a frame, the form's own address with its language (no cookie keeps it
+    there)."""
+    if not elsewhere:
+        return request.path
+    return url_for("contact.submit", slug=slug, lang=i18n.current_language(),
+                   _external=external)
+
+
+def thanks_url(slug: str, framed: bool = False, external: bool = False,
+               parent: str | None = None) -> str:
+    """The thanks page, naming the form unless it is the first (served at /); `framed`:
+    inside the form's iframe (`parent`: the page around it, told the frame's height)."""
     first = declaration_of().forms[0].slug
-    return url_for("contact.thanks", form=None if slug == first else slug)
+    named = None if slug == first and not framed else slug
+    return url_for("contact.thanks", form=named, embed="1" if framed else None,
+                   origin=parent if framed else None, _external=external)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import utcnow
@@ -23,10 +24,11 @@ class Status(StrEnum):
 
 
 class MailKind(StrEnum):
-    """The two mails of a submission."""
+    """What an outbox row delivers: the two mails of a submission, or a webhook."""
 
     OWNER = "recipient"  # the message for the chosen recipient
     THANK_YOU = "thank_you"  # the visitor's thank-you
+    WEBHOOK = "webhook"  # one POST to a form's declared webhook (contact_site.webhooks)
 
 
 class Outcome(StrEnum):
@@ -66,6 +68,12 @@ class OutboxMail(Model):
     # Set when a worker starts sending this mail, cleared when the attempt ends: a
     # lapsed claim with it set was lost mid-send, without it only waited in a batch.
     send_started_at: Mapped[datetime | None]
+
+    # A webhook's row: the URL posted to, the event and, for delivery.failed, what failed.
+    # Its webhook-id is message_id, the same on every retry.
+    target: Mapped[str | None] = mapped_column(Text)
+    event: Mapped[str | None] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     submission: Mapped[Submission] = relationship(lazy="joined")
 

@@ -23,7 +23,10 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..database import utcnow
 from ..escaping import without_addresses
 from ..extensions import db
-from ..submissions.models import HAM, SPAM, Submission
+from ..forms import declaration_of
+from ..submissions.models import HAM, SPAM, SUSPECT, Submission
+from ..webhooks.payload import DELIVERY_FAILED, SUBMISSION_CREATED
+from ..webhooks.signing import new_webhook_id
 from ..write_queue import writing
 from .models import DeliveryAttempt, MailKind, OutboxMail, Outcome, Status
 from .timing import RETRY_JITTER, THANK_YOU_GIVE_UP_HOURS
@@ -34,11 +37,17 @@ MAX_TAKEOVERS = 3
 EXPIRED_AT_CLAIM = "not sent before its give-up time"
 
 log = logging.getLogger("contact_site.delivery")
+# The rows the SMTP loops deliver; webhooks have a sender of their own (webhook_delivery.py).
+MAILS = OutboxMail.kind != MailKind.WEBHOOK
+WEBHOOKS = OutboxMail.kind == MailKind.WEBHOOK
+NOTICE_REASON_MAX = 500
 
 
 def give_up_at(kind: str, now: datetime) -> datetime:
     """When a mail of this kind queued `now` is declared failed: thank-you mails sooner."""
     hours = current_app.config["DELIVERY_GIVE_UP_HOURS"]
+    if kind == MailKind.WEBHOOK:
+        hours = current_app.config["WEBHOOK_GIVE_UP_HOURS"]
     if kind == MailKind.THANK_YOU:
         hours = min(hours, THANK_YOU_GIVE_UP_HOURS)
     return now + timedelta(hours=hours)
@@ -62,7 +71,50 @@ def enqueue_submission(submission: Submission) -> list[OutboxMail]:
     # An unflushed row has no verdict yet: its column default is ham.
     if submission.thank_you_promised and (submission.verdict or HAM) == HAM:
         wanted.append((MailKind.THANK_YOU, submission.email))
-    return [enqueue_mail(submission, kind, address) for kind, address in wanted]
+    mails = [enqueue_mail(submission, kind, address) for kind, address in wanted]
+    return mails + enqueue_webhooks(submission)
+
+
+def enqueue_webhooks(submission: Submission) -> list[OutboxMail]:
+    """Add a delivery for each of the form's webhooks that wants this submission: ham, or
+    suspect where `include_suspect` says so (spam never; the caller commits)."""
+    form = declaration_of().form(submission.form_slug or "")
+    verdict = submission.verdict or HAM
+    if form is None or verdict == SPAM:
+        return []
+    return [enqueue_webhook(submission.id, hook.url, SUBMISSION_CREATED)
+            for hook in form.webhooks
+            if SUBMISSION_CREATED in hook.events
+            and (verdict == HAM or (verdict == SUSPECT and hook.include_suspect))]
+
+
+def enqueue_webhook(submission_id: str, url: str, event: str,
+                    payload: dict[str, Any] | None = None) -> OutboxMail:
+    """Add one webhook delivery, due now, with a new webhook-id (the caller commits)."""
+    now = utcnow()
+    row = OutboxMail(
+        submission_id=submission_id, kind=MailKind.WEBHOOK, to_address="",
+        message_id=new_webhook_id(), status=Status.QUEUED, attempts=0, created_at=now,
+        next_attempt_at=now, expires_at=give_up_at(MailKind.WEBHOOK, now), target=url,
+        event=event, payload=payload)
+    db.session.add(row)
+    return row
+
+
+def notify_failure(row: OutboxMail, reason: str) -> None:
+    """A mail or webhook failed for good: tell the form's `delivery.failed` webhooks (never
+    about a delivery.failed notice itself, which would loop; the caller commits)."""
+    if row.kind == MailKind.WEBHOOK and row.event == DELIVERY_FAILED:
+        return
+    submission = db.session.get(Submission, row.submission_id)
+    form = declaration_of().form(submission.form_slug) if submission is not None else None
+    if form is None:
+        return
+    data = {"kind": str(row.kind), "reason": reason[:NOTICE_REASON_MAX],
+            "at": utcnow().isoformat(timespec="seconds") + "Z"}
+    for hook in form.webhooks:
+        if DELIVERY_FAILED in hook.events:
+            enqueue_webhook(row.submission_id, hook.url, DELIVERY_FAILED, data)
 
 
 def enqueue_mail(submission: Submission, kind: MailKind, address: str) -> OutboxMail:
@@ -100,7 +152,8 @@ def _lease(now: datetime) -> datetime:
     return now + timedelta(seconds=current_app.config["DELIVERY_CLAIM_SECONDS"])
 
 
-def claim_due_mails(limit: int | None = None, in_hand: bool = False) -> list[OutboxMail]:
+def claim_due_mails(limit: int | None = None, in_hand: bool = False,
+                    which: ColumnElement[bool] = MAILS) -> list[OutboxMail]:
     """Atomically take up to `limit` due mails for this worker, with a lease; `in_hand`
     marks them all in hand at once (a claim small enough to send straight away).
 
@@ -119,7 +172,7 @@ def claim_due_mails(limit: int | None = None, in_hand: bool = False) -> list[Out
     # workers from queueing behind each other's rows. The outer WHERE re-checks
     # due-ness against rows another worker took meanwhile.
     picked = (
-        select(OutboxMail.id).where(_due(now))
+        select(OutboxMail.id).where(_due(now), which)
         .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
         .limit(limit or current_app.config["DELIVERY_BATCH_SIZE"])
         .with_for_update(skip_locked=True)
@@ -167,13 +220,13 @@ def _claim(picked: Any, lost: ColumnElement[bool], tokens: tuple[str, str], now:
 def _still_deliverable(row: OutboxMail, now: datetime) -> bool:
     """Fail a just-claimed mail that is past its give-up time or lost too often."""
     if row.expires_at <= now:
-        _finish(row, Outcome.EXPIRED, EXPIRED_AT_CLAIM, 0.0, status=Status.FAILED,
-                last_error=f"expired: {row.last_error or EXPIRED_AT_CLAIM}")
+        _finish(row, Outcome.EXPIRED, EXPIRED_AT_CLAIM, 0.0, notice=EXPIRED_AT_CLAIM,
+                status=Status.FAILED, last_error=f"expired: {row.last_error or EXPIRED_AT_CLAIM}")
         log.warning("mail %s expired before it could be sent: failed", row.id)
         return False
     if row.takeovers >= MAX_TAKEOVERS:
-        _finish(row, None, None, 0.0, status=Status.FAILED,
-                last_error=f"worker lost {row.takeovers} times")
+        lost = f"worker lost {row.takeovers} times"
+        _finish(row, None, None, 0.0, notice=lost, status=Status.FAILED, last_error=lost)
         log.error("mail %s failed: worker lost %d times while sending it", row.id,
                   row.takeovers)
         return False
@@ -207,10 +260,12 @@ def _write(row: OutboxMail, outcome: Outcome | None, reply: str | None, seconds:
 
 
 def _finish(row: OutboxMail, outcome: Outcome | None, reply: str | None, seconds: float,
-            **values: Any) -> None:
-    """Record an outcome and its attempt in one commit, only while this worker holds the claim."""
+            notice: str | None = None, **values: Any) -> None:
+    """Record an outcome and its attempt in one commit, only while this worker holds the claim;
+    `notice`: it failed for good, and the form's delivery.failed webhooks hear why."""
     with writing():
-        _write(row, outcome, reply, seconds, utcnow(), **values)
+        if _write(row, outcome, reply, seconds, utcnow(), **values) and notice is not None:
+            notify_failure(row, notice)
         db.session.commit()
 
 
@@ -223,6 +278,7 @@ class Attempt:
     reply: str  # the server's reply, or the error
     seconds: float
     note: str = ""  # after a 250: what broke the connection afterwards
+    retry_after: float | None = None  # a webhook's Retry-After: no retry sooner
 
 
 def _write_sent(sent: Sequence[Attempt], now: datetime) -> None:
@@ -246,13 +302,15 @@ def _write_attempt(attempt: Attempt, now: datetime) -> Outcome:
     row, reply, seconds = attempt.row, attempt.reply, attempt.seconds
     attempts = row.attempts + 1
     if attempt.status == Status.FAILED:
-        _write(row, Outcome.FAILED, reply, seconds, now, status=Status.FAILED,
-               attempts=attempts, last_error=reply)
+        if _write(row, Outcome.FAILED, reply, seconds, now, status=Status.FAILED,
+                  attempts=attempts, last_error=reply):
+            notify_failure(row, reply)
         return Outcome.FAILED
-    next_at = now + timedelta(seconds=retry_delay(attempts))
+    next_at = now + timedelta(seconds=max(retry_delay(attempts), attempt.retry_after or 0.0))
     if next_at > row.expires_at:
-        _write(row, Outcome.EXPIRED, reply, seconds, now, status=Status.FAILED,
-               attempts=attempts, last_error=f"expired: {reply}")
+        if _write(row, Outcome.EXPIRED, reply, seconds, now, status=Status.FAILED,
+                  attempts=attempts, last_error=f"expired: {reply}"):
+            notify_failure(row, f"expired: {reply}")
         return Outcome.EXPIRED
     _write(row, Outcome.TRANSIENT, reply, seconds, now, status=Status.QUEUED, attempts=attempts,
            next_attempt_at=next_at, last_error=reply)
@@ -378,7 +436,7 @@ def hold_queue(rows: list[OutboxMail], error: str, until: datetime) -> int:
     # PostgreSQL. Only an error path, at most once per hold, runs this.
     waiting = db.session.execute(select(OutboxMail.id, OutboxMail.expires_at,
                                         OutboxMail.next_attempt_at)
-                                 .where(OutboxMail.status == Status.QUEUED)).all()
+                                 .where(OutboxMail.status == Status.QUEUED, MAILS)).all()
     if waiting:
         db.session.execute(
             update(table).where(table.c.id == bindparam("mail_id"),
@@ -393,17 +451,18 @@ def hold_queue(rows: list[OutboxMail], error: str, until: datetime) -> int:
 def release_held(until: datetime) -> int:
     """Make the mails held until `until` by a configuration error due now; how many."""
     result = db.session.execute(
-        update(OutboxMail).where(OutboxMail.status == Status.QUEUED,
+        update(OutboxMail).where(OutboxMail.status == Status.QUEUED, MAILS,
                                  OutboxMail.next_attempt_at <= until)
         .values(next_attempt_at=utcnow()).execution_options(synchronize_session=False))
     db.session.commit()
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def due_count(limit: int) -> int:
-    """How many mails a worker could claim now, counted up to `limit` (a read: no lock taken)."""
+def due_count(limit: int, which: ColumnElement[bool] = MAILS) -> int:
+    """How many mails (or webhook deliveries) a worker could claim now, counted up to
+    `limit` (a read: no lock taken)."""
     now = database_now()
-    due = select(OutboxMail.id).where(_due(now)).limit(limit).subquery()
+    due = select(OutboxMail.id).where(_due(now), which).limit(limit).subquery()
     return int(db.session.scalar(select(func.count()).select_from(due)) or 0)
 
 

@@ -13,7 +13,7 @@ from flask import Flask, current_app
 
 from ..daily_jobs import daily_jobs_of
 from ..database import utcnow
-from . import health, lease, outbox, smtp
+from . import health, lease, outbox, smtp, webhook_delivery
 from .compose import compose
 from .context import LoopContext
 from .lease import LeaseKeeper
@@ -26,15 +26,16 @@ log = logging.getLogger("contact_site.delivery")
 
 
 def claim_and_deliver(context: LoopContext | None = None, limit: int | None = None) -> int:
-    """Claim due mails (up to `limit`, else DELIVERY_BATCH_SIZE) and send them; how many.
+    """Claim due mails (up to `limit`, else DELIVERY_BATCH_SIZE; none for 0) and send them,
+    then the due webhook deliveries; how many of both.
 
     Without a context, a one-off call in the current app (a Celery task, a test).
     """
     context = context or LoopContext.here()
-    rows, in_hand = lease.claim_batch(context.pool, limit)
+    rows, in_hand = lease.claim_batch(context.pool, limit) if limit != 0 else ([], False)
     if rows:
         deliver_batch(rows, context, in_hand)
-    return len(rows)
+    return len(rows) + webhook_delivery.deliver_due_webhooks()
 
 
 def _share(pool: DeliveryPool) -> tuple[int, int]:
@@ -283,7 +284,7 @@ def _pass(context: LoopContext, poll: float) -> Pass:
             due, share = _share(pool)
             if due > share:  # more than this loop takes: another one may help
                 context.wake.set()
-            claimed = claim_and_deliver(context, share) if share else 0
+            claimed = claim_and_deliver(context, share)  # webhooks even when no mail is due
             sleep = poll if claimed else _idle_seconds(poll)
     except Exception:  # the loop must outlive a database hiccup; it is logged
         log.exception("delivery loop error; retrying in %ss", poll)

@@ -22,12 +22,13 @@ from .declaration import (
     Form,
     FormsFileError,
     LocalTextValue,
+    Webhook,
     default_declaration,
     load_forms,
 )
 
-__all__ = ["Declaration", "Field", "Form", "FormsFileError", "declaration_of", "form_of",
-           "init_app", "load_declaration", "local_text"]
+__all__ = ["Declaration", "Field", "Form", "FormsFileError", "Webhook", "declaration_of",
+           "form_of", "init_app", "load_declaration", "local_text"]
 
 
 @dataclass

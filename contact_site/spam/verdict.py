@@ -46,6 +46,10 @@ REASONS: dict[str, VerdictKind] = {
     "proof_forged": VerdictKind.SPAM,
     "too_many_links": VerdictKind.SUSPECT,
     "duplicate": VerdictKind.SPAM,
+    # A plain form on another site: nothing there proves a person (no script ran).
+    "embedded_no_proof": VerdictKind.SUSPECT,
+    # A plain form whose browser would not say which site it was on.
+    "no_origin": VerdictKind.SUSPECT,
 }
 BLOCKLIST_PREFIX = "blocklist:"
 RANK = {VerdictKind.HAM: 0, VerdictKind.SUSPECT: 1, VerdictKind.SPAM: 2}
@@ -94,7 +98,7 @@ def written_fields(form: Form | None) -> tuple[tuple[str, ...], tuple[str, ...]]
 
 
 def judge(form_values: Mapping[str, str], remote_addr: str | None, now: datetime,
-          form: Form | None) -> Verdict:
+          form: Form | None, also: tuple[str, ...] = ()) -> Verdict:
     """Run every rule on a posted form and return the verdict with all its reasons.
 
     Writes: the proof's challenge is marked used (committed at once); the
@@ -104,7 +108,7 @@ def judge(form_values: Mapping[str, str], remote_addr: str | None, now: datetime
     """
     moment = naive_utc(now)
     config = current_app.config
-    reasons: list[str | None] = []
+    reasons: list[str | None] = list(also)
     if form_values.get(HONEYPOT_FIELD):
         reasons.append("honeypot")
     reasons.append(timetrap.check_form_time(form_values.get(timetrap.FIELD), moment))

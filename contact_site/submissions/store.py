@@ -36,6 +36,9 @@ class NewSubmission:
     uploads: Sequence[tuple[str, CheckedUpload]] = ()  # (file field's name, checked file)
     remote_addr: str | None = None
     thank_you: bool = True  # the form sends one (within the daily cap, to ham only)
+    # The key is a one-time token's: once stored, anything else sent with it is the same
+    # submission, whatever it says (a form's own key folds only the same words).
+    once: bool = False
     verdict: str | None = None  # ham, suspect or spam; None: not judged, stored as ham
     verdict_reasons: str = ""  # the reason codes, one a line (spam.Verdict.reasons_text)
 
@@ -84,12 +87,13 @@ def store_submission(data: NewSubmission, enqueue: Callable[[Submission], object
     spam defence's fingerprint) in one commit, added only after this function's reads.
 
     A second call with the same key and content stores nothing and returns the first;
-    with the same key but other content it is a new submission under a fresh key.
+    with the same key but other content it is a new submission under a fresh key (unless
+    the key is a one-time token's: then it is the first, whatever it says).
     """
     content = content_hash(data.fields, data.uploads)
     existing = find_by_key(data.key)
     if existing is not None:
-        if existing.content_hash == content:
+        if existing.content_hash == content or data.once:
             return existing
         data = replace(data, key=new_submission_key())
     submission = _new_submission(data, content)
@@ -103,7 +107,7 @@ def store_submission(data: NewSubmission, enqueue: Callable[[Submission], object
         first = find_by_key(data.key)
         if first is None:
             raise
-        if first.content_hash != content:
+        if first.content_hash != content and not data.once:
             return store_submission(replace(data, key=new_submission_key()), enqueue, with_rows)
         return first
     except BaseException:

@@ -114,7 +114,7 @@ def test_every_reason_code_has_a_kind():
     """Suspect for what a person may do (no script, an old page), spam for what only bots do."""
     suspect = {r for r, k in REASONS.items() if k is VerdictKind.SUSPECT}
     assert suspect == {"no_form_time", "no_proof", "proof_expired", "proof_replayed",
-                       "too_many_links"}
+                       "too_many_links", "embedded_no_proof", "no_origin"}
     assert kind_of("blocklist:anything") is VerdictKind.SPAM
 
 

@@ -1,0 +1,83 @@
+"""Webhook deliveries: claimed from the outbox like mails, posted one by one, settled alike.
+
+A webhook row is claimed with a lease (outbox.claim_due_mails over WEBHOOKS), its
+body built from the stored submission, signed afresh at each attempt (receivers
+refuse old timestamps) under the same webhook-id, posted by contact_site.webhooks
+(SSRF guard, timeouts, no redirects) and settled by outbox.settle: sent, queued
+again with backoff (never sooner than Retry-After), or failed, and then the form's
+delivery.failed webhooks hear of it. A mail's trouble never holds a webhook up:
+the SMTP loops never claim these rows and an SMTP configuration error holds mails only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+
+from flask import current_app
+
+from ..database import utcnow
+from ..forms import Webhook, declaration_of
+from ..webhooks.payload import DELIVERY_FAILED, WebhookBody, created_body, failed_body
+from ..webhooks.sender import PostOutcome, post_webhook
+from ..webhooks.signing import SecretError, needs_secret, secret_of, signature_headers
+from . import outbox
+from .models import OutboxMail, Status
+
+log = logging.getLogger("contact_site.delivery")
+# Each post may take up to the sender's deadline (30 s): this many stay well inside a lease.
+WEBHOOK_BATCH = 10
+NOT_DECLARED = "this webhook is no longer in the forms file"
+STATUSES = {PostOutcome.SENT: Status.SENT, PostOutcome.TRANSIENT: Status.QUEUED,
+            PostOutcome.FAILED: Status.FAILED, PostOutcome.REFUSED: Status.FAILED}
+
+
+def deliver_due_webhooks(limit: int = WEBHOOK_BATCH) -> int:
+    """Claim due webhook deliveries and post them; how many were claimed. An idle call costs
+    a read, never the write lock."""
+    if not outbox.due_count(1, outbox.WEBHOOKS):
+        return 0
+    rows = outbox.claim_due_mails(limit, which=outbox.WEBHOOKS)
+    for row in rows:
+        outbox.settle([attempt_at(row)])
+    return len(rows)
+
+
+def declared_hook(row: OutboxMail) -> Webhook | None:
+    """The form's webhook this row posts to, found by its URL; None if the file dropped it."""
+    form = declaration_of().form(row.submission.form_slug)
+    return next((hook for hook in (form.webhooks if form else ()) if hook.url == row.target),
+                None)
+
+
+def body_of(row: OutboxMail, hook: Webhook) -> WebhookBody:
+    """The request's body and headers for this row's event, in the webhook's format."""
+    if row.event == DELIVERY_FAILED:
+        data = row.payload or {}
+        at = datetime.fromisoformat(str(data.get("at", "")).rstrip("Z") or utcnow().isoformat())
+        return failed_body(hook.format, row.submission, str(data.get("kind", "")),
+                           str(data.get("reason", "")), at)
+    return created_body(hook.format, row.submission)
+
+
+def attempt_at(row: OutboxMail) -> outbox.Attempt:
+    """One POST of this row's webhook, as an outbox attempt (never raises for the network)."""
+    started = utcnow()
+    hook = declared_hook(row)
+    if hook is None or row.target is None:
+        return outbox.Attempt(row, Status.FAILED, NOT_DECLARED, 0.0)
+    body = body_of(row, hook)
+    headers = dict(body.headers)
+    try:
+        if needs_secret(hook):
+            headers.update(signature_headers(secret_of(hook, os.environ), row.message_id,
+                                             body.content))
+    except SecretError as error:
+        return outbox.Attempt(row, Status.FAILED, str(error), 0.0)
+    result = post_webhook(row.target, body.content, headers,
+                          allow_private=bool(current_app.config["WEBHOOK_ALLOW_PRIVATE"]))
+    seconds = (utcnow() - started).total_seconds()
+    reply = f"{result.status or '-'} {result.answer}".strip()
+    return outbox.Attempt(row, STATUSES[result.outcome], reply, seconds,
+                          retry_after=result.retry_after)

@@ -1,0 +1,150 @@
+"""A real HTTP(S) receiver for webhook tests, on a free loopback port, switchable at run time.
+
+    with WebhookReceiver() as receiver:     # plain HTTP; ssl_context=... for HTTPS
+        receiver.mode = "429"               # 429 with Retry-After: receiver.retry_after
+        post_webhook(receiver.url(), ...)
+        receiver.requests[0].headers["webhook-id"]
+
+Modes: ``ok`` (200 and ``answer``), ``500``, ``429`` (with ``Retry-After``), ``410``,
+``redirect`` (302 to ``location``), ``hang`` (reads the request, never answers until
+stopped) and ``drip`` (200's status line one byte every ``drip_seconds``, never done).
+Every request is recorded (method, path, headers with lower-case names, body) before it
+is answered, and the TLS server name each connection asked for is kept in
+``server_names``.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MODES = frozenset({"ok", "500", "429", "410", "redirect", "hang", "drip"})
+STATUS = {"ok": 200, "500": 500, "429": 429, "410": 410, "redirect": 302}
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    """One request as the receiver read it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    receiver: WebhookReceiver
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """TLS is set up in the connection's own thread, so one slow client holds no other."""
+        context = self.receiver.ssl_context
+        if context is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            secure = context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # a client that refused our certificate: nothing to record
+        with secure:  # the server closes the plain socket, which TLS has taken over
+            super().finish_request(secure, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client gone mid-answer (a timeout, a watchdog) is expected here: no traceback."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        receiver = self.server.receiver
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        receiver.record(ReceivedRequest(self.command, self.path,
+                                        {k.lower(): v for k, v in self.headers.items()}, body))
+        mode = receiver.mode
+        if mode == "hang":
+            receiver.released.wait(60)
+        elif mode == "drip":
+            self._drip(b"HTTP/1.1 200 OK\r\n", receiver)
+        else:
+            self._answer(STATUS[mode], receiver)
+
+    def _answer(self, status: int, receiver: WebhookReceiver) -> None:
+        self.send_response(status)
+        if status == 429:
+            self.send_header("Retry-After", receiver.retry_after)
+        if status == 302:
+            self.send_header("Location", receiver.location)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(receiver.answer)))
+        self.end_headers()
+        self.wfile.write(receiver.answer)
+
+    def _drip(self, data: bytes, receiver: WebhookReceiver) -> None:
+        for byte in data:
+            if receiver.released.wait(receiver.drip_seconds):
+                return
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+        receiver.released.wait(60)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the test reads `requests` instead."""
+
+
+class WebhookReceiver:
+    """A loopback webhook receiver (see the module's docstring)."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None,
+                 host: str = "127.0.0.1") -> None:
+        self.ssl_context = ssl_context
+        self.mode = "ok"
+        self.answer = b"ok"
+        self.retry_after = "120"
+        self.location = ""
+        self.drip_seconds = 0.2
+        self.requests: list[ReceivedRequest] = []
+        self.server_names: list[str | None] = []
+        self.released = threading.Event()
+        self._lock = threading.Lock()
+        if ssl_context is not None:
+            ssl_context.sni_callback = self._note_server_name
+        self._server = _Server((host, 0), _Handler)
+        self._server.receiver = self
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return int(self._server.server_address[1])
+
+    def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
+        """Its URL, naming it as `host` (an address or a name a test resolves)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{host}:{self.port}{path}"
+
+    def record(self, request: ReceivedRequest) -> None:
+        """Keep a request (handler threads call this)."""
+        with self._lock:
+            self.requests.append(request)
+
+    def _note_server_name(self, connection: Any, name: str | None, context: Any) -> None:
+        self.server_names.append(name)
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.released.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
