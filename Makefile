@@ -45,6 +45,7 @@ audit: install
 bench: install
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.export_memory
+	$(BIN)/python -m benchmarks.webhooks
 
 # Debian packages the tests use: Chromium (playwright cannot download one here), faketime,
 # poppler-utils, fonts-noto-cjk.

@@ -24,6 +24,7 @@ from . import (
     schema,
     security,
     spam,
+    webhooks,
 )
 from . import config as settings
 from .extensions import mail
@@ -46,6 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     forms.init_app(app)  # the declared forms: the limits, pages and mails follow them
     forms_site.init_app(app)  # [site] on every page: its stylesheet, logo and name
     forms_cli.init_app(app)  # flask forms check|show
+    webhooks.init_app(app)  # every declared webhook's secret is in the environment
     limits.init_app(app)  # the request class: every reader of a body meets the bound
     errors.init_app(app)
     i18n.init_app(app)  # before the blueprints: their templates and forms use it

@@ -3,6 +3,7 @@ run from the command line."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -18,11 +19,12 @@ from sqlalchemy import update
 
 from contact_site.admin.auth import User
 from contact_site.database import utcnow
+from contact_site.delivery import outbox
 from contact_site.delivery.models import OutboxMail
 from contact_site.extensions import db
 from contact_site.submissions.models import Submission
 from support.databases import database_params
-from support.factories import queue_submissions
+from support.factories import create_submission, queue_submissions
 from support.forms import post_form
 from support.outbox import deliver_now, row, statuses
 from support.processes import FLASK, PROJECT_ROOT, worker_env
@@ -151,10 +153,92 @@ def test_status_prints_counts_oldest_age_and_failures_with_their_reply(app, smtp
     result = flask(app, "outbox", "status")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[:4] == ["queued   1", "sending  0", "sent     1", "failed   1"]
-    assert lines[4].startswith("oldest queued: ")
-    assert lines[5] == (f"failed {refused} recipient to sales@example.com after 1 attempt(s): "
+    assert lines[:5] == ["         mails  webhooks", "queued   1      0", "sending  0      0",
+                         "sent     1      0", "failed   1      0"]
+    assert lines[5].startswith("oldest queued: ")
+    assert lines[6] == (f"failed {refused} recipient to sales@example.com after 1 attempt(s): "
                         "550 5.7.1 Rejected by policy")
+
+
+# A chat service's webhook URL: its token in the path, never printed.
+HOOK_URL = "https://hooks.example.com/services/T0/B0/t0ken-in-path?key=t0ken-in-query"
+HOOK_SHOWN = "https://hooks.example.com/…"
+
+
+def queue_webhooks(app, submission_id: str, count: int, failed: int = 0) -> list[int]:
+    """Queue `count` webhook deliveries of the submission, the first `failed` of them
+    refused for good (410); their ids."""
+    with app.app_context():
+        rows = [outbox.enqueue_webhook(submission_id, HOOK_URL, "submission.created")
+                for _ in range(count)]
+        db.session.commit()
+        ids = [row.id for row in rows]
+        db.session.execute(update(OutboxMail).where(OutboxMail.id.in_(ids[:failed])).values(
+            status="failed", attempts=1, last_error="410 gone"))
+        db.session.commit()
+    return ids
+
+
+def test_status_counts_webhooks_beside_mails_and_lists_a_failed_one(app):
+    """Each state's mails and webhook deliveries apart, the oldest queued webhook's age, and a
+    failed delivery with its event, its target cut short and the receiver's answer."""
+    submission_id = create_submission(app)
+    failed, _queued = queue_webhooks(app, submission_id, 2, failed=1)
+    result = flask(app, "outbox", "status")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:5] == ["         mails  webhooks", "queued   1      1", "sending  0      0",
+                         "sent     0      0", "failed   0      1"]
+    assert lines[5].startswith("oldest queued: ") and lines[6].startswith(
+        "oldest queued webhook: ")
+    assert (f"failed {failed} webhook submission.created to {HOOK_SHOWN} after 1 attempt(s): "
+            "410 gone") in lines
+    assert "t0ken" not in result.stdout
+
+
+def test_an_access_export_names_a_webhook_by_its_host_never_its_token(app):
+    """The visitor learns where their message was posted (a recipient of their data), not
+    the secret URL itself."""
+    submission_id = create_submission(app, email="grace@example.com")
+    queue_webhooks(app, submission_id, 1)
+    result = flask(app, "submissions", "export", "--format", "json",
+                   "--email", "grace@example.com")
+    assert result.returncode == 0, result.stderr
+    [submission] = json.loads(result.stdout)["submissions"]
+    [hook] = [mail for mail in submission["mails"] if mail["kind"] == "webhook"]
+    assert (hook["target"], hook["event"]) == (HOOK_SHOWN, "submission.created")
+    assert "t0ken" not in result.stdout
+
+
+def test_purge_takes_the_webhook_deliveries_of_what_it_removes(app):
+    """An old submission goes with its queued webhook deliveries; a recent one keeps its own."""
+    days = app.config["CONTACT_RETENTION_DAYS"] + 1
+    old = create_submission(app, created_at=utcnow() - timedelta(days=days))
+    recent = create_submission(app)
+    queue_webhooks(app, old, 2)
+    kept = queue_webhooks(app, recent, 1)
+    result = flask(app, "submissions", "purge")
+    assert result.returncode == 0, result.stderr
+    assert "purged 1 old submission(s)" in result.stdout
+    assert "3 cancelled, 0 already being handed" in result.stdout  # its mail and 2 webhooks
+    with app.app_context():
+        left = db.session.scalars(sa.select(OutboxMail.id).where(
+            OutboxMail.kind == "webhook")).all()
+    assert left == kept
+
+
+def test_retry_requeues_failed_webhooks_too(app, smtp_server):
+    """By id, a failed webhook delivery alone; with --failed, the failed mail and the rest."""
+    smtp_server.mode = "550"
+    (mail_id,) = queue_submissions(app)
+    deliver_now(app)
+    first, second = queue_webhooks(app, row(app, mail_id).submission_id, 2, failed=2)
+    result = flask(app, "outbox", "retry", str(first))
+    assert (result.returncode, result.stdout.strip()) == (0, "requeued 0 mail(s) and 1 webhook(s)")
+    assert [row(app, i).status for i in (mail_id, first, second)] == ["failed", "queued", "failed"]
+    result = flask(app, "outbox", "retry", "--failed")
+    assert result.stdout.strip() == "requeued 1 mail(s) and 1 webhook(s)"
+    assert [row(app, i).status for i in (mail_id, first, second)] == ["queued"] * 3
 
 
 def test_status_names_claims_left_by_a_stopped_worker(app):

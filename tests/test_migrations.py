@@ -636,3 +636,48 @@ def test_the_migrated_schema_is_the_one_the_models_declare(database_url, tmp_pat
         context = MigrationContext.configure(
             connection, opts=dict(app.extensions["migrate"].configure_args))
         assert compare_metadata(context, db.metadata) == []
+
+
+def outbox_rows() -> dict[int, tuple[Any, ...]]:
+    """id → kind, status and (where the revision has them) target and event of each row."""
+    columns = {c["name"] for c in sa.inspect(db.engine).get_columns("outbox")}
+    wanted = ["id", "kind", "status", *(c for c in ("target", "event") if c in columns)]
+    found = db.session.execute(sa.text(f"SELECT {', '.join(wanted)} FROM outbox")).all()
+    return {row[0]: tuple(row[1:]) for row in found}
+
+
+def insert_0011_mails() -> None:
+    """Two mails of one submission, as revision 0011 stored them."""
+    insert_old_submissions({"with_mails": {"thank_you_promised": True}})
+    now = utcnow()
+    mails = sa.table("outbox", *(sa.column(name, OLD_TYPES.get(name)) for name in (
+        "id", "submission_id", "kind", "to_address", "message_id", "status", "attempts",
+        "created_at", "next_attempt_at", "expires_at")))
+    db.session.execute(sa.insert(mails), [
+        {"id": 1, "submission_id": "with_mails", "kind": "recipient",
+         "to_address": "sales@example.com", "message_id": "<1@example.com>", "status": "sent",
+         "attempts": 1, "created_at": now, "next_attempt_at": now, "expires_at": now},
+        {"id": 2, "submission_id": "with_mails", "kind": "thank_you",
+         "to_address": "ada@example.com", "message_id": "<2@example.com>", "status": "queued",
+         "attempts": 0, "created_at": now, "next_attempt_at": now, "expires_at": now}])
+    db.session.commit()
+
+
+@pytest.mark.each_database
+def test_0012_keeps_the_mails_and_gives_webhooks_their_columns(database_url, tmp_path):
+    """From 0011 with mails: they stay as they were, with no target or event (mails have
+    none); a webhook delivery can then be stored, and going back to 0011 deletes it alone."""
+    with app_at(database_url, tmp_path, "0011") as app, app.app_context():
+        insert_0011_mails()
+        flask_migrate.upgrade(directory=str(MIGRATIONS), revision="0012")
+        assert outbox_rows() == {1: ("recipient", "sent", None, None),
+                                 2: ("thank_you", "queued", None, None)}
+        db.session.execute(sa.text(
+            "INSERT INTO outbox (id, submission_id, kind, to_address, message_id, status, "
+            "attempts, created_at, next_attempt_at, expires_at, target, event) "
+            "SELECT 3, submission_id, 'webhook', '', 'msg_3', 'queued', 0, created_at, "
+            "next_attempt_at, expires_at, 'https://crm.example.com/h', 'submission.created' "
+            "FROM outbox WHERE id = 1"))
+        db.session.commit()
+        flask_migrate.downgrade(directory=str(MIGRATIONS), revision="0011")
+        assert outbox_rows() == {1: ("recipient", "sent"), 2: ("thank_you", "queued")}

@@ -1,5 +1,5 @@
-"""What the owner does to a submission from the console: resend, spam, not spam, delete,
-retry."""
+"""What the owner does to a submission from the console: resend, send a webhook again, spam,
+not spam, delete, retry."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from collections.abc import Iterable
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from ..delivery import outbox
+from ..delivery import health, outbox
 from ..delivery.backend import backend_of
 from ..delivery.models import MailKind, OutboxMail, Status
+from ..delivery.webhook_delivery import declared_hook
 from ..extensions import db
 from ..records import privacy
 from ..spam.verdict import REASON_SEPARATOR, reasons_from_text
@@ -22,10 +23,20 @@ MARKED_SPAM, RELEASED = "marked_spam", "released"
 OWNER_REASONS = (MARKED_SPAM, RELEASED)
 
 
-def mails_of(submission_id: str) -> list[OutboxMail]:
-    """The submission's mails, oldest first."""
+def deliveries_of(submission_id: str) -> list[OutboxMail]:
+    """The submission's outbox rows, mails and webhook deliveries, oldest first."""
     return list(db.session.scalars(select(OutboxMail).where(
         OutboxMail.submission_id == submission_id).order_by(OutboxMail.id)))
+
+
+def mails_of(submission_id: str) -> list[OutboxMail]:
+    """The submission's mails, oldest first."""
+    return [row for row in deliveries_of(submission_id) if row.kind != MailKind.WEBHOOK]
+
+
+def webhooks_of(submission_id: str) -> list[OutboxMail]:
+    """The submission's webhook deliveries, oldest first."""
+    return [row for row in deliveries_of(submission_id) if row.kind == MailKind.WEBHOOK]
 
 
 def mail_states(submission_ids: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
@@ -44,6 +55,31 @@ def resend(submission: Submission) -> OutboxMail:
     db.session.commit()
     backend_of().wake()
     return mail
+
+
+def webhook_delivery(submission: Submission, delivery_id: int) -> OutboxMail | None:
+    """One of the submission's webhook deliveries, or None."""
+    return next((row for row in webhooks_of(submission.id) if row.id == delivery_id), None)
+
+
+def why_not_again(submission: Submission, delivery: OutboxMail) -> str | None:
+    """Why this webhook may not be sent again, in the owner's words; None if it may."""
+    if submission.verdict == SPAM:
+        return str(_("This message is filed as spam: webhooks never receive spam. "
+                     "Nothing was queued."))
+    if declared_hook(delivery) is None:
+        return str(_("This webhook is no longer in the forms file. Nothing was queued."))
+    return None
+
+
+def send_webhook_again(delivery: OutboxMail) -> OutboxMail:
+    """Queue a new delivery of the same webhook, event and payload (a new webhook-id) and
+    wake delivery."""
+    again = outbox.enqueue_webhook(delivery.submission_id, delivery.target or "",
+                                   delivery.event or "", delivery.payload)
+    db.session.commit()
+    backend_of().wake()
+    return again
 
 
 def file_as(submission: Submission, verdict: str, reason: str) -> None:
@@ -81,6 +117,8 @@ def delete(submission_id: str) -> str | None:
     removed = privacy.delete_submission(submission_id)
     if removed is None:
         return None
+    if removed.webhooks:
+        return _deleted_with_webhooks(removed.cancelled, removed.in_flight)
     said = str(_("The message, its mails, their history and its files are deleted."))
     if removed.cancelled or removed.in_flight:
         # A mail a worker had in hand may reach the server all the same: said apart.
@@ -90,10 +128,21 @@ def delete(submission_id: str) -> str | None:
     return said
 
 
-def retry_failed() -> int:
-    """Requeue every failed mail now; how many."""
-    count = outbox.requeue()
-    if count:
+def _deleted_with_webhooks(cancelled: int, in_flight: int) -> str:
+    """What deleting a message with webhook deliveries took with it."""
+    said = str(_("The message, its mails and webhook deliveries, their history and its "
+                 "files are deleted."))
+    if cancelled or in_flight:
+        said += " " + _("Mails and webhook deliveries not yet sent: %(cancelled)s cancelled, "
+                        "%(in_flight)s already being handed over.", cancelled=cancelled,
+                        in_flight=in_flight)
+    return said
+
+
+def retry_failed() -> dict[str, int]:
+    """Requeue every failed mail and webhook delivery now; how many of each (health.KINDS)."""
+    count = health.requeue_failed()
+    if any(count.values()):
         backend_of().wake()
     return count
 
@@ -101,4 +150,10 @@ def retry_failed() -> int:
 def failed_mails() -> list[OutboxMail]:
     """The failed mails, oldest first, with their last reply in `last_error`."""
     return list(db.session.scalars(select(OutboxMail).where(
-        OutboxMail.status == Status.FAILED).order_by(OutboxMail.id)))
+        OutboxMail.status == Status.FAILED, outbox.MAILS).order_by(OutboxMail.id)))
+
+
+def failed_webhooks() -> list[OutboxMail]:
+    """The failed webhook deliveries, oldest first, with their last answer in `last_error`."""
+    return list(db.session.scalars(select(OutboxMail).where(
+        OutboxMail.status == Status.FAILED, outbox.WEBHOOKS).order_by(OutboxMail.id)))

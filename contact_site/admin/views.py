@@ -26,7 +26,8 @@ from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 
 from ..database import utcnow
-from ..delivery import outbox
+from ..delivery import health, outbox
+from ..delivery.models import MailKind
 from ..errors import error_answer
 from ..extensions import db
 from ..forms import Form, declaration_of, local_text
@@ -73,8 +74,10 @@ def console_text(text: Any) -> str:
 
 @bp.context_processor
 def console_context() -> dict[str, Any]:
-    """The signed-in owner and the declared words' translator, for every console template."""
-    return {"current_user": current_user, "local_text": console_text}
+    """The signed-in owner, the declared words' translator and how a webhook's URL is shown
+    (cut short: its path may hold a token), for every console template."""
+    return {"current_user": current_user, "local_text": console_text,
+            "webhook_target": health.shown_target}
 
 
 @bp.errorhandler(CSRFError)
@@ -177,14 +180,17 @@ def _stored_file(stored: SubmissionFile) -> Path | None:
 
 @bp.get("/submissions/<submission_id>")
 def detail(submission_id: str) -> ResponseReturnValue:
-    """One submission: its form, every field with its label as sent, its files, both mails
-    with every attempt."""
+    """One submission: its form, every field with its label as sent, its files, its mails
+    and its webhook deliveries apart, each with every attempt."""
     submission = _submission(submission_id)
-    mails = actions.mails_of(submission.id)
+    rows = actions.deliveries_of(submission.id)
+    form = declaration_of().form(submission.form_slug or "")
     return render_template(
-        "admin/detail.html", submission=submission, mails=mails,
-        answers=answers_of(submission),
-        attempts={mail.id: outbox.attempts_of(mail.id) for mail in mails},
+        "admin/detail.html", submission=submission, answers=answers_of(submission),
+        mails=[row for row in rows if row.kind != MailKind.WEBHOOK],
+        webhooks=[row for row in rows if row.kind == MailKind.WEBHOOK],
+        declares_webhooks=bool(form and form.webhooks),
+        attempts={row.id: outbox.attempts_of(row.id) for row in rows},
         kept={stored.id for stored in submission.files if _stored_file(stored) is not None})
 
 
@@ -211,6 +217,25 @@ def resend(submission_id: str) -> ResponseReturnValue:
     actions.resend(submission)
     audit.record("resend", owner(), submission.id)
     flash(_("A new copy of the mail is queued."))
+    return redirect(url_for("admin.detail", submission_id=submission.id), code=303)
+
+
+@bp.post("/submissions/<submission_id>/webhooks/<int:delivery_id>/send-again")
+def send_webhook_again(submission_id: str, delivery_id: int) -> ResponseReturnValue:
+    """Queue a new delivery of one of its webhooks: same target, event and payload, a new
+    webhook-id."""
+    submission = _submission(submission_id)
+    delivery = actions.webhook_delivery(submission, delivery_id)
+    if delivery is None:
+        abort(404, description=_("This message has no webhook delivery with this id."))
+    refused = actions.why_not_again(submission, delivery)
+    if refused is None:
+        again = actions.send_webhook_again(delivery)
+        # The URL may hold a token: the audit line names the deliveries, not the target.
+        audit.record("resend webhook", owner(), submission.id,
+                     detail=f"{again.event} delivery {delivery.id} sent again as {again.id} "
+                            f"({again.message_id})")
+    flash(refused or _("A new delivery of this webhook is queued."))
     return redirect(url_for("admin.detail", submission_id=submission.id), code=303)
 
 
@@ -247,18 +272,29 @@ def delete(submission_id: str) -> ResponseReturnValue:
 
 @bp.get("/outbox")
 def outbox_page() -> ResponseReturnValue:
-    """Mails by status, and the failed ones with their last reply."""
-    return render_template("admin/outbox.html", counts=outbox.status_counts(),
-                           failed=actions.failed_mails())
+    """Mails and webhook deliveries by status, and the failed ones with their last reply;
+    webhooks only where a form declares them or some were queued."""
+    counts = health.kind_counts()
+    failed_webhooks = actions.failed_webhooks()
+    shows_webhooks = (any(form.webhooks for form in declaration_of().forms)
+                      or any(counts[health.WEBHOOKS].values()))
+    return render_template("admin/outbox.html", counts=counts, failed=actions.failed_mails(),
+                           failed_webhooks=failed_webhooks, shows_webhooks=shows_webhooks)
 
 
 @bp.post("/outbox/retry")
 def retry() -> ResponseReturnValue:
-    """Requeue every failed mail."""
+    """Requeue every failed mail and webhook delivery."""
     count = actions.retry_failed()
-    audit.record("retry", owner(), detail=f"{count} mail(s) requeued")
-    flash(ngettext("%(num)s failed mail queued again.", "%(num)s failed mails queued again.",
-                   count))
+    mails, webhooks = count[health.MAILS], count[health.WEBHOOKS]
+    audit.record("retry", owner(), detail=f"{mails} mail(s) requeued"
+                 + (f", {webhooks} webhook(s)" if webhooks else ""))
+    said = ngettext("%(num)s failed mail queued again.", "%(num)s failed mails queued again.",
+                    mails)
+    if webhooks:
+        said += " " + ngettext("%(num)s failed webhook delivery queued again.",
+                               "%(num)s failed webhook deliveries queued again.", webhooks)
+    flash(said)
     return redirect(url_for("admin.outbox_page"), code=303)
 
 

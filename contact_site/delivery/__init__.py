@@ -1,4 +1,4 @@
-"""Delivery: the outbox, composing the mails, SMTP, and the workers that send them.
+"""Delivery: the outbox, composing the mails, SMTP, webhooks, and the workers that send them.
 
 The life of a mail, and the module that owns each step (docs/mail-lifecycle.md tells
 why each step is as it is). Every mail is one `outbox` row; the database is the
@@ -42,6 +42,8 @@ The rest:
   pool.py     one process's loops: how many may send (421), the rate cap, claim sizes
   timing.py   every fixed duration, with its reason
   celery.py   the Celery backend: a task per wake-up and a sweep; cli.py the commands
+  webhook_delivery.py  webhook rows (kind "webhook"): claimed apart from mails at the end of
+              each claim_and_deliver, posted one by one, settled by the same outbox.settle
   models.py   the tables: outbox, delivery_attempt, smtp_health
   headers.py  address and subject headers written exactly as composed
 

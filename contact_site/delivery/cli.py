@@ -17,39 +17,50 @@ from ..escaping import echo_escaped
 from ..extensions import db
 from ..submissions.queries import VERDICT_WINDOW, verdict_counts
 from . import health, outbox
-from .models import OutboxMail, Status
+from .models import MailKind, OutboxMail, Status
 from .pool import Wake
 from .worker import run_delivery_pool
 
-outbox_cli = AppGroup("outbox", help="Watch and drive the mail outbox.")
+outbox_cli = AppGroup("outbox", help="Watch and drive the outbox (mails and webhooks).")
 
 
 @outbox_cli.command("status")
 def status_command() -> None:
-    """Counts by status, the oldest queued mail's age, stale claims, the failed mails and
-    the spam verdicts of the last 24 hours."""
-    for status, count in outbox.status_counts().items():
-        echo_escaped(f"{status:8} {count}")
-    mails, now = OutboxMail, utcnow()
-    oldest = db.session.scalar(
-        select(func.min(mails.created_at)).where(mails.status == Status.QUEUED))
-    if oldest is not None:
-        echo_escaped(f"oldest queued: {int((now - oldest).total_seconds())} s ago")
-    stale = db.session.scalar(select(func.count()).select_from(mails).where(
-        mails.status == Status.SENDING, mails.claimed_until < now))
+    """Counts by status of mails and webhook deliveries, the oldest queued one's age, stale
+    claims, the failures and the spam verdicts of the last 24 hours."""
+    counts = health.kind_counts()
+    echo_escaped(f"{'':8} {health.MAILS:6} {health.WEBHOOKS}")
+    for status, mails in counts[health.MAILS].items():
+        echo_escaped(f"{status:8} {mails:<6} {counts[health.WEBHOOKS][status]}")
+    rows, now = OutboxMail, utcnow()
+    for which, label in ((outbox.MAILS, ""), (outbox.WEBHOOKS, " webhook")):
+        oldest = db.session.scalar(
+            select(func.min(rows.created_at)).where(rows.status == Status.QUEUED, which))
+        if oldest is not None:
+            echo_escaped(f"oldest queued{label}: {int((now - oldest).total_seconds())} s ago")
+    stale = db.session.scalar(select(func.count()).select_from(rows).where(
+        rows.status == Status.SENDING, rows.claimed_until < now))
     if stale:
         echo_escaped(f"stale claims: {stale} (their worker stopped; "
                      "another will take them over)")
     failed = db.session.scalars(
-        select(mails).where(mails.status == Status.FAILED).order_by(mails.id))
+        select(rows).where(rows.status == Status.FAILED).order_by(rows.id))
     for row in failed:  # the address and the reply come from outside: escaped
-        echo_escaped(f"failed {row.id} {row.kind} to {row.to_address} after "
-                     f"{row.attempts} attempt(s): {row.last_error or ''}")
+        echo_escaped(f"failed {row.id} {_delivery(row)} after {row.attempts} attempt(s): "
+                     f"{row.last_error or ''}")
     _echo_config_error(now)
     # So that a rule catching real visitors is noticed (false positives).
     verdicts = verdict_counts(now - VERDICT_WINDOW)
     echo_escaped("verdicts of the last 24 h: "
                  + ", ".join(f"{verdict} {count}" for verdict, count in verdicts.items()))
+
+
+def _delivery(row: OutboxMail) -> str:
+    """What a row delivers where: a mail's kind and address, a webhook's event and target
+    (cut short: its path may hold a token)."""
+    if row.kind == MailKind.WEBHOOK:
+        return f"webhook {row.event} to {health.shown_target(row.target)}"
+    return f"{row.kind} to {row.to_address}"
 
 
 def _echo_config_error(now: datetime) -> None:
@@ -67,18 +78,22 @@ def _echo_config_error(now: datetime) -> None:
 
 @outbox_cli.command("retry")
 @click.argument("ids", nargs=-1, type=int)
-@click.option("--failed", "all_failed", is_flag=True, help="Requeue every failed mail.")
+@click.option("--failed", "all_failed", is_flag=True,
+              help="Requeue every failed mail and webhook delivery.")
 @click.option("--held", is_flag=True,
               help="Try now the mails held back by an SMTP configuration error.")
 def retry_command(ids: tuple[int, ...], all_failed: bool, held: bool) -> None:
-    """Requeue failed mails by id, or all of them with --failed; --held: try held mails now."""
+    """Requeue failed mails and webhook deliveries by id, or all of them with --failed;
+    --held: try held mails now."""
     if not ids and not all_failed and not held:
         raise click.UsageError("name the mail ids to retry, or pass --failed or --held")
     if held:
         echo_escaped(f"released {health.release_held_mails()} held mail(s)")
     if ids or all_failed:
-        count = outbox.requeue(list(ids) if ids else None)
-        echo_escaped(f"requeued {count} mail(s)")
+        count = health.requeue_failed(ids)
+        webhooks = count[health.WEBHOOKS]
+        echo_escaped(f"requeued {count[health.MAILS]} mail(s)"
+                     + (f" and {webhooks} webhook(s)" if webhooks else ""))
 
 
 @outbox_cli.command("work")

@@ -1,4 +1,5 @@
-"""Whether the SMTP settings work: a configuration error is stored where every process sees it.
+"""The outbox as the operator sees it: counts of mails and webhooks, and whether the SMTP
+settings work (a configuration error is stored where every process sees it).
 
 A configuration error (no STARTTLS while MAIL_USE_TLS is set, no AUTH, a refused login,
 an unverified certificate, a password that would travel in clear text) is not the
@@ -12,9 +13,11 @@ The first connection that works again clears the error and releases the held mai
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, update
 
@@ -23,10 +26,63 @@ from ..escaping import escape_controls
 from ..extensions import db
 from ..submissions.queries import VERDICT_WINDOW, verdict_counts
 from . import outbox
-from .models import OutboxMail, SMTPHealth
+from .models import MailKind, OutboxMail, SMTPHealth, Status
 
 log = logging.getLogger("contact_site.delivery")
 ROW = 1
+# The two kinds of outbox row an operator tells apart, by the names the counts go by.
+MAILS, WEBHOOKS = "mails", "webhooks"
+KINDS = (MAILS, WEBHOOKS)
+REQUEUE_BATCH = 500  # ids per UPDATE: a long outage may leave thousands failed
+
+
+def kind_of(row_kind: str) -> str:
+    """MAILS or WEBHOOKS, for an outbox row's kind."""
+    return WEBHOOKS if row_kind == MailKind.WEBHOOK else MAILS
+
+
+def kind_counts() -> dict[str, dict[str, int]]:
+    """The number of mails and of webhook deliveries in each status."""
+    counts = {kind: {status.value: 0 for status in Status} for kind in KINDS}
+    found = db.session.execute(select(OutboxMail.kind, OutboxMail.status, func.count())
+                               .group_by(OutboxMail.kind, OutboxMail.status)).tuples()
+    for row_kind, status, count in found:
+        shown = counts[kind_of(row_kind)]
+        shown[status] = shown.get(status, 0) + count
+    return counts
+
+
+def _batches(ids: Sequence[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), REQUEUE_BATCH):
+        yield list(ids[start:start + REQUEUE_BATCH])
+
+
+def requeue_failed(ids: Sequence[int] = ()) -> dict[str, int]:
+    """Put failed mails and webhook deliveries (all, or these ids) back in the queue now;
+    how many of each kind."""
+    query = select(OutboxMail.id, OutboxMail.kind).where(OutboxMail.status == Status.FAILED)
+    if ids:
+        query = query.where(OutboxMail.id.in_(list(ids)))
+    failed: dict[str, list[int]] = {kind: [] for kind in KINDS}
+    for row_id, row_kind in db.session.execute(query.order_by(OutboxMail.id)).tuples():
+        failed[kind_of(row_kind)].append(row_id)
+    return {kind: sum(outbox.requeue(batch) for batch in _batches(wanted))
+            for kind, wanted in failed.items()}
+
+
+def shown_target(url: str | None) -> str:
+    """A webhook's URL as the console and the commands show it: scheme and host, never the
+    path or query (a chat service's URL carries its token there: ntfy's topic, Slack's)."""
+    parts = urlsplit(url or "")
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a number: left out, like anything else not understood
+        port = ""
+    cut = "…" if parts.path.strip("/") or parts.query or parts.fragment else ""
+    return escape_controls(f"{parts.scheme}://{host}{port}/{cut}")
 
 
 @dataclass(frozen=True)
@@ -48,15 +104,19 @@ def config_error() -> ConfigErrorState | None:
 
 
 def report() -> dict[str, Any]:
-    """What /healthz tells the operator: outbox counts, the SMTP state, the day's verdicts."""
+    """What /healthz tells the operator: outbox counts (all rows, then mails and webhook
+    deliveries apart), the SMTP state, the day's verdicts."""
     smtp: dict[str, str | None] = {"error": None, "since": None}
     state = config_error()
     if state is not None:  # the reason may hold a server's reply: escaped
         smtp = {"error": escape_controls(state.error),
                 "since": state.since.isoformat(timespec="seconds") + "Z"}
     # The verdicts, so that a rule catching real visitors is noticed (false positives).
-    return {"outbox": outbox.status_counts(), "smtp": smtp,
+    return {"outbox": outbox.status_counts(), **kind_counts(), "smtp": smtp,
             "verdicts": verdict_counts(utcnow() - VERDICT_WINDOW)}
+
+
+SETTINGS_REFUSED = "the mail settings do not work, so every mail waits until they are fixed"
 
 
 def hold_for_config_error(rows: list[OutboxMail], reason: str) -> datetime:
@@ -68,6 +128,10 @@ def hold_for_config_error(rows: list[OutboxMail], reason: str) -> datetime:
     failures = db.session.scalar(select(SMTPHealth.failures).where(SMTPHealth.id == ROW)) or 1
     retry_at = now + timedelta(seconds=outbox.retry_delay(failures))
     db.session.execute(update(SMTPHealth).where(SMTPHealth.id == ROW).values(retry_at=retry_at))
+    if failures == 1 and rows:
+        # Nothing fails for good while the settings are wrong (the mails wait), yet the
+        # owner must hear of it: the form's delivery.failed webhooks, once per error.
+        outbox.notify_failure(rows[0], f"{SETTINGS_REFUSED}: {reason}")
     db.session.commit()
     held = outbox.hold_queue(rows, reason, retry_at)
     log.error("smtp configuration error: %s; %d mail(s) held, not counted as attempts, "

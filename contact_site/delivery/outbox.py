@@ -416,6 +416,7 @@ def requeue(ids: list[int] | None = None) -> int:
         query = query.where(OutboxMail.id.in_(ids))
     now = utcnow()
     give_up = case((OutboxMail.kind == MailKind.THANK_YOU, give_up_at(MailKind.THANK_YOU, now)),
+                   (OutboxMail.kind == MailKind.WEBHOOK, give_up_at(MailKind.WEBHOOK, now)),
                    else_=give_up_at(MailKind.OWNER, now))
     result = db.session.execute(query.values(
         status=Status.QUEUED, next_attempt_at=now, claim_token=None, claimed_until=None,

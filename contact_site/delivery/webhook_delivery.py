@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from datetime import datetime
 
 from flask import current_app
+from sqlalchemy import select
 
 from ..database import utcnow
+from ..extensions import db
 from ..forms import Webhook, declaration_of
+from ..forms.secrets import SecretError, needs_secret, secret_of
 from ..webhooks.payload import DELIVERY_FAILED, WebhookBody, created_body, failed_body
 from ..webhooks.sender import PostOutcome, post_webhook
-from ..webhooks.signing import SecretError, needs_secret, secret_of, signature_headers
+from ..webhooks.signing import signature_headers
 from . import outbox
 from .models import OutboxMail, Status
 
@@ -33,15 +37,37 @@ STATUSES = {PostOutcome.SENT: Status.SENT, PostOutcome.TRANSIENT: Status.QUEUED,
             PostOutcome.FAILED: Status.FAILED, PostOutcome.REFUSED: Status.FAILED}
 
 
-def deliver_due_webhooks(limit: int = WEBHOOK_BATCH) -> int:
+def deliver_due_webhooks(stop: threading.Event | None = None,
+                         limit: int = WEBHOOK_BATCH) -> int:
     """Claim due webhook deliveries and post them; how many were claimed. An idle call costs
-    a read, never the write lock."""
+    a read, never the write lock. Once `stop` is set, or should a post go wrong, the rows
+    not yet posted are given back at once rather than left to their lease."""
     if not outbox.due_count(1, outbox.WEBHOOKS):
+        # End the read: a loop that sleeps next must not hold a snapshot (and PostgreSQL's
+        # locks on the outbox) meanwhile.
+        db.session.commit()
         return 0
     rows = outbox.claim_due_mails(limit, which=outbox.WEBHOOKS)
-    for row in rows:
-        outbox.settle([attempt_at(row)])
+    left = list(rows)
+    try:
+        while left and not (stop is not None and stop.is_set()):
+            row = left.pop(0)
+            # Posted one by one: a row removed (erasure, deletion) or taken over while the
+            # ones before it were posted is not posted.
+            if still_held(row):
+                outbox.settle([attempt_at(row)])
+    finally:
+        outbox.release_all(left)
     return len(rows)
+
+
+def still_held(row: OutboxMail) -> bool:
+    """Whether this worker's claim on the row still stands, checked just before its POST."""
+    held = db.session.scalar(select(OutboxMail.id).where(
+        OutboxMail.id == row.id, OutboxMail.claim_token == row.claim_token,
+        OutboxMail.status == Status.SENDING))
+    db.session.commit()  # end the read: no snapshot is kept open across the POST
+    return held is not None
 
 
 def declared_hook(row: OutboxMail) -> Webhook | None:

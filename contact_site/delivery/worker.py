@@ -35,7 +35,7 @@ def claim_and_deliver(context: LoopContext | None = None, limit: int | None = No
     rows, in_hand = lease.claim_batch(context.pool, limit) if limit != 0 else ([], False)
     if rows:
         deliver_batch(rows, context, in_hand)
-    return len(rows) + webhook_delivery.deliver_due_webhooks()
+    return len(rows) + webhook_delivery.deliver_due_webhooks(context.stop)
 
 
 def _share(pool: DeliveryPool) -> tuple[int, int]:

@@ -9,6 +9,7 @@ as start-up does. To check a new file before it goes live, keep the setting as i
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..escaping import ESCAPED_CATEGORIES, echo_escaped
 from ..i18n import in_language
 from . import declaration_of, local_text
 from .declaration import TEXT_TYPES, Field, Form, FormsFileError, LocalTextValue, load_forms
+from .secrets import check_secrets
 from .site import check_site
 
 forms_cli = AppGroup("forms", help="Check the forms file; show the forms the site serves.")
@@ -39,6 +41,9 @@ def check_command(path: str | None) -> None:
     try:
         declaration = load_forms(path, current_app.config["CONTACT_LANGUAGES"])
         check_site(path, declaration.site)
+        secrets = check_secrets(declaration, os.environ)  # as start-up checks them
+        if secrets:
+            raise FormsFileError(path, [], secrets[0])
     except FormsFileError as error:
         echo_escaped(str(error.code), err=True)
         raise click.exceptions.Exit(1) from None

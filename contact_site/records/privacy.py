@@ -13,6 +13,9 @@ UPDATE) before sending it and checks its row once more just before MAIL FROM
 what each row held at that moment: one not marked in hand is counted cancelled
 and is never sent after this commit; one marked is counted as already being
 handed to the server, and goes out only if its worker was past that last check.
+A webhook delivery's claim is checked just before its POST, but the delivery is not
+marked in hand: any claimed one may be posting now, so it is counted as already being
+handed over.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from ..database import utcnow
-from ..delivery.models import DeliveryAttempt, OutboxMail, Status
+from ..delivery.health import shown_target
+from ..delivery.models import DeliveryAttempt, MailKind, OutboxMail, Status
 from ..extensions import db
 from ..forms import local_text
 from ..i18n import in_language
@@ -63,6 +67,7 @@ class Removed:
     attempts: int = 0
     files: int = 0
     in_flight: int = 0  # in a worker's hand at that moment: may be with the server already
+    webhooks: int = 0  # webhook deliveries (their unsent ones counted with the mails')
 
     def __add__(self, other: Removed) -> Removed:
         return Removed(*(mine + theirs for mine, theirs in zip(
@@ -81,19 +86,23 @@ class Erasure:
     rate_limit_counters: int
     database_scrubbed: bool  # SQLite rewritten and its WAL emptied (always False elsewhere)
     in_flight: int = 0
+    webhooks: int = 0
 
     def summary(self) -> str:
         """One line of counts, for the console, the command line and the audit log."""
-        line = (f"erased {self.submissions} submission(s), {self.mails} mail(s) "
-                f"({mail_note(self.cancelled, self.in_flight)}), {self.attempts} delivery "
-                f"attempt(s), {self.files} file(s), {self.rate_limit_counters} rate-limit "
-                f"counter(s)")
+        hooks = f" and {self.webhooks} webhook(s)" if self.webhooks else ""
+        line = (f"erased {self.submissions} submission(s), {self.mails} mail(s){hooks} "
+                f"({mail_note(self.cancelled, self.in_flight, bool(self.webhooks))}), "
+                f"{self.attempts} delivery attempt(s), {self.files} file(s), "
+                f"{self.rate_limit_counters} rate-limit counter(s)")
         return line + ("; database file rewritten" if self.database_scrubbed else "")
 
 
-def mail_note(cancelled: int, in_flight: int) -> str:
-    """What became of the mails not yet sent, for the summaries."""
-    return f"{cancelled} cancelled, {in_flight} already being handed to the server"
+def mail_note(cancelled: int, in_flight: int, webhooks: bool = False) -> str:
+    """What became of the mails (and `webhooks`: webhook deliveries) not yet sent, for the
+    summaries."""
+    return f"{cancelled} cancelled, {in_flight} already being handed " + (
+        "over" if webhooks else "to the server")
 
 
 def upload_root() -> Path:
@@ -133,13 +142,15 @@ def _delete_mails(ids: Sequence[str]) -> Removed:
     db.session.execute(select(OutboxMail.id).where(of_these).order_by(OutboxMail.id)
                        .with_for_update())
     gone = db.session.execute(delete(OutboxMail).where(of_these).returning(
-        OutboxMail.status, OutboxMail.send_started_at)
+        OutboxMail.kind, OutboxMail.status, OutboxMail.send_started_at)
         .execution_options(synchronize_session=False)).all()
-    in_hand = sum(1 for status, started in gone
-                  if status == Status.SENDING and started is not None)
-    unsent = sum(1 for status, _started in gone if status in (Status.QUEUED, Status.SENDING))
-    return Removed(mails=len(gone), cancelled=unsent - in_hand, in_flight=in_hand,
-                   attempts=attempts)
+    webhooks = sum(1 for kind, _status, _started in gone if kind == MailKind.WEBHOOK)
+    in_hand = sum(1 for kind, status, started in gone if status == Status.SENDING
+                  and (started is not None or kind == MailKind.WEBHOOK))
+    unsent = sum(1 for _kind, status, _started in gone
+                 if status in (Status.QUEUED, Status.SENDING))
+    return Removed(mails=len(gone) - webhooks, cancelled=unsent - in_hand, in_flight=in_hand,
+                   attempts=attempts, webhooks=webhooks)
 
 
 @contextmanager
@@ -185,8 +196,10 @@ def delete_submission(submission_id: str) -> Removed | None:
     if found is None:
         return None
     removed = delete_submissions([found])
-    log.info("submission %s deleted with %d mail(s) (%s) and %d file(s)", found,
-             removed.mails, mail_note(removed.cancelled, removed.in_flight), removed.files)
+    log.info("submission %s deleted with %d mail(s), %d webhook(s) (%s) and %d file(s)", found,
+             removed.mails, removed.webhooks,
+             mail_note(removed.cancelled, removed.in_flight, bool(removed.webhooks)),
+             removed.files)
     return removed if removed.submissions == 1 else None
 
 
@@ -247,7 +260,7 @@ def erase_address(address: str) -> Erasure:
         db.session.commit()
     scrubbed = scrub_sqlite(db.engine)
     erasure = Erasure(removed.submissions, removed.mails, removed.cancelled, removed.attempts,
-                      removed.files, counters, scrubbed, removed.in_flight)
+                      removed.files, counters, scrubbed, removed.in_flight, removed.webhooks)
     log.info("erasure: %s", erasure.summary())
     return erasure
 
@@ -293,9 +306,14 @@ def _plain(row: object, table: Table) -> dict[str, object]:
 
 
 def _mail_record(mail: OutboxMail) -> dict[str, object]:
+    """A mail or webhook delivery with its attempts; a webhook's URL cut short, as the console
+    shows it (the recipient is named, the token its path may hold is not given away)."""
     attempts = db.session.scalars(select(DeliveryAttempt).where(
         DeliveryAttempt.mail_id == mail.id).order_by(DeliveryAttempt.id))
-    return {**_plain(mail, OutboxMail.__table__),
+    record = _plain(mail, OutboxMail.__table__)
+    if mail.target is not None:
+        record["target"] = shown_target(mail.target)
+    return {**record,
             "delivery_attempts": [_plain(a, DeliveryAttempt.__table__) for a in attempts]}
 
 

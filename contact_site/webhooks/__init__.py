@@ -5,3 +5,20 @@ people), signing.py the Standard Webhooks headers from a secret in the environme
 guard.py checks a target against private addresses, and sender.py makes one POST to
 the checked address, within a deadline (deadline.py), and classifies its outcome.
 """
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+
+from ..forms import FormsFileError, declaration_of
+from ..forms.secrets import check_secrets
+
+
+def init_app(app: Flask) -> None:
+    """Stop start-up with one line when a declared webhook's secret is not in the environment."""
+    problems = check_secrets(declaration_of(app), os.environ)
+    if problems:
+        raise FormsFileError(app.config["CONTACT_FORMS_FILE"] or "CONTACT_FORMS_FILE", [],
+                             problems[0])

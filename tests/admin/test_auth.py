@@ -36,6 +36,7 @@ ROUTES = [
     ("GET", "/admin/submissions/{id}"),
     ("GET", "/admin/submissions/{id}/files/{file}"),
     ("POST", "/admin/submissions/{id}/resend"),
+    ("POST", "/admin/submissions/{id}/webhooks/{delivery}/send-again"),
     ("POST", "/admin/submissions/{id}/spam"),
     ("POST", "/admin/submissions/{id}/not-spam"),
     ("POST", "/admin/submissions/{id}/delete"),
@@ -59,7 +60,7 @@ def cookie_headers(response: object, name: str) -> list[str]:
 def test_the_route_table_covers_every_console_route(app: Flask) -> None:
     """Each console URL rule and method is in ROUTES, so none escapes the checks below."""
     found = {(method, rule.rule.replace("<submission_id>", "{id}")
-              .replace("<int:file_id>", "{file}"))
+              .replace("<int:file_id>", "{file}").replace("<int:delivery_id>", "{delivery}"))
              for rule in app.url_map.iter_rules() if rule.rule.startswith("/admin")
              for method in rule.methods or () if method in {"GET", "POST"}}
     found -= {("GET", "/admin/login"), ("POST", "/admin/login")}
@@ -75,7 +76,8 @@ def test_every_console_route_sends_an_anonymous_visitor_to_sign_in(
     client = app.test_client()
     with app.app_context():
         [stored] = db.session.get(Submission, submission_id).files  # type: ignore[union-attr]
-    url = path.format(id=submission_id, file=stored.id)
+    [mail] = mails_of(app, submission_id)
+    url = path.format(id=submission_id, file=stored.id, delivery=mail.id)
     data = {"csrf_token": csrf_token(client), "address": "ada@example.com"}
     response = client.open(url, method=method, data=data if method == "POST" else None)
     assert response.status_code == 302

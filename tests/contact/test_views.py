@@ -284,8 +284,9 @@ def test_healthz_reports_outbox_counts(client, smtp_server):
         if body["outbox"]["sent"] == 2:
             break
         time.sleep(0.1)
-    assert body == {"status": "ok", "outbox": {"queued": 0, "sending": 0, "sent": 2, "failed": 0},
-                    "smtp": {"error": None, "since": None},
+    none = {"queued": 0, "sending": 0, "sent": 0, "failed": 0}
+    assert body == {"status": "ok", "outbox": {**none, "sent": 2}, "mails": {**none, "sent": 2},
+                    "webhooks": none, "smtp": {"error": None, "since": None},
                     "verdicts": {"ham": 1, "suspect": 0, "spam": 0}}
 
 

@@ -18,7 +18,7 @@ from contact_site.extensions import db
 TOKEN = "a-long-random-healthz-token-for-tests"
 # The mail server's words, which the public must never read.
 SERVER_WORDS = "login refused: 535 5.7.8 mailbox owner@example.org locked"
-DETAILS = {"status", "outbox", "smtp", "verdicts"}
+DETAILS = {"status", "outbox", "mails", "webhooks", "smtp", "verdicts"}
 PROXIED = {"X-Forwarded-For": "203.0.113.9"}
 
 

@@ -3,6 +3,7 @@ site, and the forms shown as the site serves them."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 
@@ -89,6 +90,9 @@ BAD_FILES = [
 # Clear the screen, a C1 CSI, a right-to-left override: what a label must not do to a terminal.
 HOSTILE = "Hi\\u001b[2J \\u009b31m \\u202eevil"
 
+# The webhook's secret, as an operator puts it in the environment (never in the file).
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+
 
 def write(tmp_path, text, name="forms.toml"):
     """The forms file `text` in tmp_path, with the PDF it names beside it; its path as text."""
@@ -98,12 +102,31 @@ def write(tmp_path, text, name="forms.toml"):
     return str(path)
 
 
-def test_check_says_ok_with_the_forms_slugs(runner, tmp_path):
+def test_check_says_ok_with_the_forms_slugs(runner, tmp_path, monkeypatch):
     """A good file: one line naming it, its forms and their slugs; status 0."""
+    monkeypatch.setenv("CRM_WEBHOOK_SECRET", WEBHOOK_SECRET)
     path = write(tmp_path, GOOD)
     result = runner.invoke(args=["forms", "check", "--file", path])
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{path}: ok, 2 forms (contact, careers)\n"
+
+
+@pytest.mark.parametrize(("secret", "problem"), [
+    (None, "the environment variable CRM_WEBHOOK_SECRET is not set"),
+    ("whsec_!!!", "the environment variable CRM_WEBHOOK_SECRET does not hold a secret"),
+])
+def test_check_names_a_webhook_secret_missing_from_the_environment(
+        runner, tmp_path, monkeypatch, secret, problem):
+    """As start-up would: the secret's variable named, never its value; status 1."""
+    if secret is None:
+        monkeypatch.delenv("CRM_WEBHOOK_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("CRM_WEBHOOK_SECRET", secret)
+    path = write(tmp_path, GOOD)
+    result = runner.invoke(args=["forms", "check", "--file", path])
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"{path}: form 'contact': webhook 1: {problem}")
 
 
 def test_check_reads_the_sites_own_file_by_default(make_app, tmp_path):
@@ -149,7 +172,8 @@ def test_a_bad_forms_file_stops_the_app_and_every_command_with_that_line(app, tm
     command) prints the file's one line, the same as `check --file` does, with status 1."""
     path = write(tmp_path, FORM + EMAIL + EMAIL)
     result = subprocess.run([FLASK, "--app", "contact_site", "forms", "check"],
-                            cwd=PROJECT_ROOT, env=worker_env(app, CONTACT_FORMS_FILE=path),
+                            cwd=PROJECT_ROOT, env=worker_env(app, CONTACT_FORMS_FILE=path,
+                                                             CRM_WEBHOOK_SECRET=WEBHOOK_SECRET),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stdout == ""
@@ -161,7 +185,8 @@ def test_flask_forms_check_runs_as_an_operator_types_it(app, tmp_path):
     """The group is on the app's command line: a good file checks from a shell."""
     path = write(tmp_path, GOOD)
     result = subprocess.run([FLASK, "--app", "contact_site", "forms", "check"],
-                            cwd=PROJECT_ROOT, env=worker_env(app, CONTACT_FORMS_FILE=path),
+                            cwd=PROJECT_ROOT, env=worker_env(app, CONTACT_FORMS_FILE=path,
+                                                             CRM_WEBHOOK_SECRET=WEBHOOK_SECRET),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{path}: ok, 2 forms (contact, careers)\n"
@@ -179,7 +204,7 @@ def show(make_app, tmp_path, *args, text=GOOD):
 def test_show_prints_the_forms_as_the_site_serves_them(make_app, tmp_path, monkeypatch):
     """Site, paths, titles per language, recipients, thank-you and PDF, origins, webhooks
     (the secret's variable, never its value), and each field with its limits and options."""
-    monkeypatch.setenv("CRM_WEBHOOK_SECRET", "whsec_never-shown")
+    monkeypatch.setenv("CRM_WEBHOOK_SECRET", WEBHOOK_SECRET)
     lines = show(make_app, tmp_path).stdout.splitlines()
     pdf = tmp_path / "thank-you.pdf"
     assert lines[0] == ("site: name Example Ltd, home_url https://www.example.com/, "
@@ -206,7 +231,7 @@ def test_show_prints_the_forms_as_the_site_serves_them(make_app, tmp_path, monke
             "extensions pdf,png,jpg,jpeg,gif,txt,docx,odt") in lines
     assert "form careers: /f/careers" in " ".join(lines)
     assert "  thank-you mail: none" in lines
-    assert "whsec_never-shown" not in "\n".join(lines)
+    assert WEBHOOK_SECRET not in "\n".join(lines)
 
 
 def test_show_without_a_forms_file_prints_the_built_in_form(runner):
@@ -220,8 +245,9 @@ def test_show_without_a_forms_file_prints_the_built_in_form(runner):
     assert "  thank-you mail: with static/thank-you.pdf" in lines
 
 
-def test_show_json_holds_the_same_forms(make_app, tmp_path):
+def test_show_json_holds_the_same_forms(make_app, tmp_path, monkeypatch):
     """--json: the same description as data, for scripts."""
+    monkeypatch.setenv("CRM_WEBHOOK_SECRET", WEBHOOK_SECRET)
     shown = json.loads(show(make_app, tmp_path, "--json").stdout)
     assert shown["site"]["name"] == "Example Ltd"
     contact, careers = shown["forms"]

@@ -349,7 +349,7 @@ def test_healthz_and_outbox_status_count_the_verdicts_of_the_last_24_hours(
     send(site, client, case="too fast")
     body = client.get("/healthz").get_json()
     assert body["verdicts"] == {"ham": 1, "suspect": 1, "spam": 1}
-    assert set(body) == {"status", "outbox", "smtp", "verdicts"}
+    assert set(body) == {"status", "outbox", "mails", "webhooks", "smtp", "verdicts"}
     result = site.test_cli_runner().invoke(args=["outbox", "status"])
     assert result.exit_code == 0, result.output
     assert "verdicts of the last 24 h: ham 1, suspect 1, spam 1" in result.output.splitlines()

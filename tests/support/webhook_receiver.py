@@ -8,15 +8,20 @@
 Modes: ``ok`` (200 and ``answer``), ``500``, ``429`` (with ``Retry-After``), ``410``,
 ``redirect`` (302 to ``location``), ``hang`` (reads the request, never answers until
 stopped) and ``drip`` (200's status line one byte every ``drip_seconds``, never done).
-Every request is recorded (method, path, headers with lower-case names, body) before it
-is answered, and the TLS server name each connection asked for is kept in
-``server_names``.
+A path may have a mode of its own (``path_modes["/gone"] = "410"``), and
+``answer_next("500")`` sets how the next requests are answered, whatever their path,
+before ``mode`` applies again. ``on_request`` runs before each answer (what a test does
+while a delivery waits for it). ``port`` chooses the port (one a test named in a forms
+file before the receiver started). Every request is recorded (method, path, headers
+with lower-case names, body) before it is answered, and the TLS server name each
+connection asked for is kept in ``server_names``.
 """
 
 from __future__ import annotations
 
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -65,9 +70,11 @@ class _Handler(BaseHTTPRequestHandler):
         receiver = self.server.receiver
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
-        receiver.record(ReceivedRequest(self.command, self.path,
-                                        {k.lower(): v for k, v in self.headers.items()}, body))
-        mode = receiver.mode
+        request = ReceivedRequest(self.command, self.path,
+                                  {k.lower(): v for k, v in self.headers.items()}, body)
+        mode = receiver.record(request)
+        if receiver.on_request is not None:
+            receiver.on_request(request)
         if mode == "hang":
             receiver.released.wait(60)
         elif mode == "drip":
@@ -102,7 +109,7 @@ class WebhookReceiver:
     """A loopback webhook receiver (see the module's docstring)."""
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         self.ssl_context = ssl_context
         self.mode = "ok"
         self.answer = b"ok"
@@ -110,12 +117,15 @@ class WebhookReceiver:
         self.location = ""
         self.drip_seconds = 0.2
         self.requests: list[ReceivedRequest] = []
+        self.path_modes: dict[str, str] = {}
+        self._next_modes: list[str] = []
+        self.on_request: Callable[[ReceivedRequest], None] | None = None
         self.server_names: list[str | None] = []
         self.released = threading.Event()
         self._lock = threading.Lock()
         if ssl_context is not None:
             ssl_context.sni_callback = self._note_server_name
-        self._server = _Server((host, 0), _Handler)
+        self._server = _Server((host, port), _Handler)
         self._server.receiver = self
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
@@ -130,10 +140,25 @@ class WebhookReceiver:
         scheme = "https" if self.ssl_context is not None else "http"
         return f"{scheme}://{host}:{self.port}{path}"
 
-    def record(self, request: ReceivedRequest) -> None:
-        """Keep a request (handler threads call this)."""
+    def answer_next(self, *modes: str) -> None:
+        """Answer the next requests in these modes, one each, then by `mode` again."""
+        unknown = set(modes) - MODES
+        assert not unknown, f"unknown receiver modes {unknown}"
+        with self._lock:
+            self._next_modes.extend(modes)
+
+    def record(self, request: ReceivedRequest) -> str:
+        """Keep a request (handler threads call this); the mode to answer it in."""
         with self._lock:
             self.requests.append(request)
+            if self._next_modes:
+                return self._next_modes.pop(0)
+            return self.path_modes.get(request.path.partition("?")[0], self.mode)
+
+    def received(self, path: str) -> list[ReceivedRequest]:
+        """The requests made to one path, in order."""
+        with self._lock:
+            return [request for request in self.requests if request.path == path]
 
     def _note_server_name(self, connection: Any, name: str | None, context: Any) -> None:
         self.server_names.append(name)

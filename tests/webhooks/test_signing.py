@@ -12,13 +12,8 @@ from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from contact_site.forms.declaration import Declaration
-from contact_site.webhooks.signing import (
-    SecretError,
-    check_secrets,
-    new_webhook_id,
-    secret_of,
-    signature_headers,
-)
+from contact_site.forms.secrets import SecretError, check_secrets, secret_of
+from contact_site.webhooks.signing import new_webhook_id, signature_headers
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 BODY = json.dumps({"type": "submission.created", "data": {"id": "abc", "fields":
