@@ -8,6 +8,7 @@ What the visitor or a server wrote is escaped: control characters always, and Sl
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 
 from flask import current_app
@@ -22,6 +23,8 @@ from ..submissions.models import Submission
 CONSOLE_DETAIL = "/admin/submissions/{id}"
 # Slack's control characters in text, & first.
 SLACK_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
+# A visitor's @everyone is shown, not obeyed: a word joiner keeps it from being a mention.
+MASS_MENTION = re.compile(r"(?<![\w.+-])@(everyone|here|channel)\b", re.IGNORECASE)
 PLAIN_TEXT = "text/plain; charset=utf-8"
 
 
@@ -83,10 +86,11 @@ def failed_notice(submission: Submission, kind: str, reason: str) -> Notice:
 
 
 def slack_escaped(text: str) -> str:
-    """Text Slack shows as written: &, < and > as entities."""
+    """Text Slack shows as written: &, < and > as entities, and no @everyone, @here or
+    @channel that would ping a whole channel (Discord's /slack address reads those bare)."""
     for char, entity in SLACK_ESCAPES:
         text = text.replace(char, entity)
-    return text
+    return MASS_MENTION.sub("@\u2060\\1", text)
 
 
 def slack_text(notice: Notice) -> str:

@@ -148,6 +148,15 @@ def test_slack_escapes_what_the_visitor_wrote(app, make_submission):
     assert "/admin/submissions/" not in text
 
 
+def test_slack_shows_a_mass_mention_without_obeying_it(app, make_submission):
+    """@everyone, @here and @channel are shown with a word joiner after the @ (Discord's
+    /slack address would ping on them); an address at channel.com is left as written."""
+    submission_id = make_submission(subject="@everyone @Here @channel write to a@channel.com")
+    text = created(app, submission_id, "slack")["text"]
+    assert ("Subject: @\u2060everyone @\u2060Here @\u2060channel write to a@channel.com"
+            in text)
+
+
 @pytest.mark.settings(CONTACT_BASE_URL=BASE_URL)
 def test_ntfy_is_plain_text_with_a_title(app, make_submission):
     """ntfy: the lines as plain text (nothing escaped for Slack), Title and Click headers."""
