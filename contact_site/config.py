@@ -7,9 +7,12 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from flask import Flask
 
@@ -164,6 +167,60 @@ def _fallback_keys(name: str, value: Any) -> list[str]:
     return keys
 
 
+def time_zone(name: str) -> tzinfo:
+    """The zone of a CONTACT_TIMEZONE name; UTC needs no time zone database."""
+    return UTC if name == "UTC" else ZoneInfo(name)
+
+
+def _time_zone_name(name: str, value: Any) -> str:
+    """An IANA zone name (Europe/Paris), checked against the time zone database now."""
+    text = str(value).strip()
+    if text.upper() in {"", "UTC"}:
+        return "UTC"
+    zones = available_timezones() - {"localtime"}  # the machine's own zone, not an IANA name
+    if not zones:
+        raise ConfigError(name, f"cannot be {text!r}: no time zone database is installed "
+                          "(the system's tzdata package, or `pip install tzdata`)")
+    problem = f"must be an IANA time zone name such as 'Europe/Paris' or 'UTC', got {text!r}"
+    if text not in zones:
+        raise ConfigError(name, problem)
+    try:
+        time_zone(text)
+    except (ZoneInfoNotFoundError, ValueError):  # listed, yet not a zone file Python can read
+        raise ConfigError(name, problem) from None
+    return text
+
+
+def _digest(name: str, value: Any) -> str:
+    """`off` or `daily`."""
+    text = str(value).strip().lower()
+    if text not in {"off", "daily"}:
+        raise ConfigError(name, f"must be 'off' or 'daily', got {value!r}")
+    return text
+
+
+def _base_url(name: str, value: Any) -> str | None:
+    """The site's public http(s) address, without query or fragment, no trailing slash."""
+    text = str(value).strip()
+    if not text:
+        return None
+    problem = f"must be an http(s) address such as 'https://contact.example.com', got {text!r}"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- a port that is not a number raises here
+    except ValueError:
+        raise ConfigError(name, problem) from None
+    if "@" in parts.netloc:  # the value is not repeated: it may hold a password
+        raise ConfigError(name, "must not hold a user name or password")
+    if (parts.scheme not in {"http", "https"} or not parts.hostname
+            or any(c.isspace() or not c.isprintable() for c in text)):
+        raise ConfigError(name, problem)
+    if "?" in text or "#" in text:
+        raise ConfigError(name, f"must be the site's address without a query or fragment, "
+                          f"got {text!r}")
+    return text.rstrip("/")
+
+
 def slugify(name: str) -> str:
     """Lower-case slug of a recipient's name, as posted in the form."""
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -229,8 +286,14 @@ SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     # Webhooks (contact_site.webhooks): given up after this; private targets for tests and LANs.
     "WEBHOOK_GIVE_UP_HOURS": (72, _integer(1, 24 * 365)),
     "WEBHOOK_ALLOW_PRIVATE": (False, _boolean),
-    # The site's public address, for links in notifications (e.g. https://contact.example.com).
-    "CONTACT_BASE_URL": (None, _text),
+    # The site's public address, for links to the console in mails and notifications
+    # (e.g. https://contact.example.com).
+    "CONTACT_BASE_URL": (None, _base_url),
+    # Times in the console and the owner's mail; stored times stay UTC (database.utcnow).
+    "CONTACT_TIMEZONE": ("UTC", _time_zone_name),
+    # The morning mail to each recipient (records/digest.py): off or daily, at this hour.
+    "CONTACT_DIGEST": ("off", _digest),
+    "CONTACT_DIGEST_HOUR": (8, _integer(0, 23)),
     "DEV_MAILBOX": (False, _boolean),
     "DEV_MAILBOX_PORT": (1025, _integer(1, 65535)),
     "LOG_LEVEL": ("INFO", _log_level),

@@ -2,8 +2,9 @@
 
 Visitors get `?lang=` (remembered in a cookie), then the cookie, then their
 browser's Accept-Language, then the first of CONTACT_LANGUAGES. The console and
-the owner's mail use CONTACT_OWNER_LANGUAGE. Mails composed by a worker name
-their language explicitly (`in_language`).
+the owner's mail use CONTACT_OWNER_LANGUAGE, and show times in CONTACT_TIMEZONE
+(`local_time`). Mails composed by a worker name their language explicitly
+(`in_language`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,7 +21,7 @@ from babel import Locale, UnknownLocaleError
 from flask import Flask, Response, current_app, g, has_request_context, request
 from flask_babel import force_locale, get_locale
 
-from .config import ConfigError
+from .config import ConfigError, time_zone
 from .extensions import babel
 
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
@@ -135,6 +137,23 @@ def in_language(code: str | None) -> Iterator[None]:
         yield
 
 
+def local_time(value: datetime) -> str:
+    """A time (naive ones are UTC, as stored) as the owner reads it: `2026-12-07 14:05 CET`."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    local = aware.astimezone(time_zone(current_app.config["CONTACT_TIMEZONE"]))
+    return f"{local:%Y-%m-%d %H:%M} {zone_label(local)}"
+
+
+def zone_label(local: datetime) -> str:
+    """The zone's abbreviation (CET, IST); its offset (UTC+05:45) where it has only numbers."""
+    name = local.tzname() or ""
+    if name and name[0] not in "+-":
+        return name
+    minutes = int((local.utcoffset() or timedelta(0)).total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
 def _check_languages(app: Flask) -> None:
     """Every offered language but the source has a compiled catalogue; the owner's is offered."""
     codes = app.config["CONTACT_LANGUAGES"]
@@ -158,10 +177,11 @@ def _check_languages(app: Flask) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Flask-Babel on translations/, the locale selector and the language cookie."""
+    """Flask-Babel on translations/, the locale selector, the language cookie, local times."""
     _check_languages(app)
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
     app.config.setdefault("BABEL_DEFAULT_LOCALE", app.config["CONTACT_LANGUAGES"][0])
     babel.init_app(app, locale_selector=select_locale)
     app.after_request(remember_choice)
     app.context_processor(template_values)
+    app.add_template_filter(local_time, "local_time")

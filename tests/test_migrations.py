@@ -165,10 +165,11 @@ def fill_release_0_1(url: str, uploads: Path) -> None:
 
 
 def reflect(engine: sa.Engine) -> dict[str, sa.Table]:
-    """The old tables as the database describes them."""
+    """The old tables as the database describes them (not the newer ones their foreign
+    keys now point to, which reflection brings along)."""
     metadata = sa.MetaData()
     metadata.reflect(engine, only=OLD_TABLES)
-    return dict(metadata.tables)
+    return {name: table for name, table in metadata.tables.items() if name in OLD_TABLES}
 
 
 def snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
@@ -681,3 +682,93 @@ def test_0012_keeps_the_mails_and_gives_webhooks_their_columns(database_url, tmp
         db.session.commit()
         flask_migrate.downgrade(directory=str(MIGRATIONS), revision="0011")
         assert outbox_rows() == {1: ("recipient", "sent"), 2: ("thank_you", "queued")}
+
+
+# Submissions as revision 0012 held them (no state), by id: their verdicts.
+ROWS_0012 = {"ham_delivered": "ham", "suspect": "suspect", "spam": "spam"}
+
+
+def insert_0012_rows() -> None:
+    """Store ROWS_0012 in the schema of revision 0012."""
+    insert_old_submissions({row_id: {"thank_you_promised": False, "verdict": verdict}
+                            for row_id, verdict in ROWS_0012.items()})
+
+
+def states() -> dict[str, str]:
+    """Each submission's state, by id."""
+    return dict(db.session.execute(sa.text("SELECT id, state FROM submission")).tuples().all())
+
+
+@pytest.mark.each_database
+def test_0013_makes_every_stored_submission_read_and_new_ones_new(database_url, tmp_path):
+    """From 0012 with data: every submission there (spam too) is `read`, none left new for
+    the owner to wade through; one stored afterwards without a state is `new`."""
+    with app_at(database_url, tmp_path, "0012") as app, app.app_context():
+        insert_0012_rows()
+        flask_migrate.upgrade(directory=str(MIGRATIONS), revision="0013")
+        assert states() == dict.fromkeys(ROWS_0012, "read")
+        insert_old_submissions({"after": {"thank_you_promised": False}})  # the column's default
+        assert states()["after"] == "new"
+        indexes = {index["name"]: index["column_names"]
+                   for index in sa.inspect(db.engine).get_indexes("submission")}
+    assert indexes["ix_submission_state_verdict"] == ["state", "verdict"]
+
+
+@pytest.mark.each_database
+def test_0013_downgrade_drops_the_state_and_keeps_the_rows(database_url, tmp_path):
+    """Back to 0012: the state column and its index go; every submission stays, its verdict
+    as it was."""
+    with app_at(database_url, tmp_path, "0012") as app, app.app_context():
+        insert_0012_rows()
+        flask_migrate.upgrade(directory=str(MIGRATIONS), revision="0013")
+        db.session.execute(sa.text("UPDATE submission SET state = 'archived' WHERE id = 'spam'"))
+        db.session.commit()
+        flask_migrate.downgrade(directory=str(MIGRATIONS), revision="0012")
+        found = dict(db.session.execute(sa.text(
+            "SELECT id, verdict FROM submission")).tuples().all())
+        columns = submission_columns()
+        indexes = {index["name"] for index in sa.inspect(db.engine).get_indexes("submission")}
+    assert found == ROWS_0012
+    assert "state" not in columns
+    assert "ix_submission_state_verdict" not in indexes
+
+
+@pytest.mark.each_database
+def test_0014_keeps_the_mails_and_their_attempts_and_lets_a_digest_have_no_submission(
+        database_url, tmp_path):
+    """From 0013 with mails and an attempt: all stay as they were (SQLite rebuilds the
+    outbox); a reply, a note and a digest without a submission can then be stored, and going
+    back to 0013 deletes the reply's and the digest's rows and keeps the rest."""
+    with app_at(database_url, tmp_path, "0013") as app, app.app_context():
+        insert_0011_mails()
+        db.session.execute(sa.text(
+            "INSERT INTO delivery_attempt (id, mail_id, attempted_at, outcome, reply, seconds) "
+            "SELECT 1, 1, created_at, 'sent', '250 ok', 0.1 FROM outbox WHERE id = 1"))
+        db.session.commit()
+        flask_migrate.upgrade(directory=str(MIGRATIONS), revision="0014")
+        assert outbox_rows() == {1: ("recipient", "sent", None, None),
+                                 2: ("thank_you", "queued", None, None)}
+        assert db.session.scalar(sa.text("SELECT count(*) FROM delivery_attempt")) == 1
+        db.session.execute(sa.text(
+            "INSERT INTO reply (id, submission_id, author, created_at, body) "
+            "SELECT 1, id, 'owner', created_at, 'Thanks!' FROM submission"))
+        db.session.execute(sa.text(
+            "INSERT INTO note (id, submission_id, author, created_at, text) "
+            "SELECT 1, id, 'owner', created_at, 'Called back' FROM submission"))
+        db.session.execute(sa.text(
+            "INSERT INTO outbox (id, submission_id, kind, to_address, message_id, status, "
+            "attempts, created_at, next_attempt_at, expires_at, reply_id) "
+            "SELECT 3, submission_id, 'reply', 'ada@example.com', '<3@example.com>', 'queued', "
+            "0, created_at, next_attempt_at, expires_at, 1 FROM outbox WHERE id = 1"))
+        db.session.execute(sa.text(
+            "INSERT INTO outbox (id, submission_id, kind, to_address, message_id, status, "
+            "attempts, created_at, next_attempt_at, expires_at) "
+            "SELECT 4, NULL, 'digest', 'sales@example.com', '<4@example.com>', 'queued', "
+            "0, created_at, next_attempt_at, expires_at FROM outbox WHERE id = 1"))
+        db.session.commit()
+        flask_migrate.downgrade(directory=str(MIGRATIONS), revision="0013")
+        assert outbox_rows() == {1: ("recipient", "sent", None, None),
+                                 2: ("thank_you", "queued", None, None)}
+        assert db.session.scalar(sa.text("SELECT count(*) FROM delivery_attempt")) == 1
+        tables = set(sa.inspect(db.engine).get_table_names())
+    assert not tables & {"reply", "note"}

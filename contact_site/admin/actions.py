@@ -1,5 +1,5 @@
-"""What the owner does to a submission from the console: resend, send a webhook again, spam,
-not spam, delete, retry."""
+"""What the owner does to a submission from the console: open it, set its state, resend, send
+a webhook again, spam, not spam, delete, retry."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ..delivery import health, outbox
 from ..delivery.backend import backend_of
@@ -16,7 +16,7 @@ from ..delivery.webhook_delivery import declared_hook
 from ..extensions import db
 from ..records import privacy
 from ..spam.verdict import REASON_SEPARATOR, reasons_from_text
-from ..submissions.models import HAM, SPAM, Submission
+from ..submissions.models import HAM, NEW, READ, SPAM, STATES, Submission
 
 # Reasons the owner's actions add to the rules' (shown in the console; docs/spam-verdicts.md).
 MARKED_SPAM, RELEASED = "marked_spam", "released"
@@ -49,6 +49,26 @@ def mail_states(submission_ids: Iterable[str]) -> dict[str, list[tuple[str, str]
     return states
 
 
+def mark_opened(submission: Submission) -> None:
+    """The owner opened it: a new message is now read; any other state stays as set."""
+    if submission.state != NEW:
+        return  # no write on the pages the owner opens again and again
+    # Only while it is still new: a state set meanwhile (in another tab) is kept.
+    db.session.execute(update(Submission).where(Submission.id == submission.id,
+                                                Submission.state == NEW).values(state=READ))
+    db.session.commit()
+
+
+def set_state(submission: Submission, state: str) -> str:
+    """Set its state in the inbox (one of STATES); the state it had before."""
+    if state not in STATES:
+        raise ValueError(f"unknown state {state!r}")
+    before = submission.state
+    submission.state = state
+    db.session.commit()
+    return before
+
+
 def resend(submission: Submission) -> OutboxMail:
     """Queue a new copy of the owner's mail (a new Message-ID) and wake delivery."""
     mail = outbox.enqueue_mail(submission, MailKind.OWNER, submission.recipient_address)
@@ -75,7 +95,7 @@ def why_not_again(submission: Submission, delivery: OutboxMail) -> str | None:
 def send_webhook_again(delivery: OutboxMail) -> OutboxMail:
     """Queue a new delivery of the same webhook, event and payload (a new webhook-id) and
     wake delivery."""
-    again = outbox.enqueue_webhook(delivery.submission_id, delivery.target or "",
+    again = outbox.enqueue_webhook(delivery.owning_submission().id, delivery.target or "",
                                    delivery.event or "", delivery.payload)
     db.session.commit()
     backend_of().wake()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
+from flask_wtf.file import FileField
+from wtforms import PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 from ..submissions.models import EMAIL_COLUMN
+from ..submissions.thread import NOTE_MAX, REPLY_MAX
 from .auth import PASSWORD_MAX, USERNAME_MAX
 
 
@@ -31,3 +33,18 @@ class EraseForm(FlaskForm):
                           validators=[DataRequired(), Length(max=EMAIL_COLUMN)],
                           render_kw={"autocomplete": "off", "spellcheck": "false",
                                      "inputmode": "email"})
+
+
+class ReplyForm(FlaskForm):
+    """The owner's answer to the visitor, and an optional file."""
+
+    body = TextAreaField(_l("Your reply"), validators=[DataRequired(), Length(max=REPLY_MAX)],
+                         render_kw={"rows": 8})
+    attachment = FileField(_l("Attach a file (optional)"))
+
+
+class NoteForm(FlaskForm):
+    """A note kept on the message, never mailed."""
+
+    text = TextAreaField(_l("Note"), validators=[DataRequired(), Length(max=NOTE_MAX)],
+                         render_kw={"rows": 3})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -21,10 +23,13 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import Select
 
+from ..contact import uploads
 from ..database import utcnow
 from ..delivery import health, outbox
 from ..delivery.models import MailKind
@@ -35,14 +40,26 @@ from ..i18n import owner_language
 from ..records import archive, export, privacy
 from ..submissions import queries
 from ..submissions.answers import answers_of
-from ..submissions.models import SLUG_MAX, Submission, SubmissionFile
-from . import actions, audit, auth, lockout
-from .forms import EraseForm, SignInForm
+from ..submissions.models import (
+    ANSWERED,
+    ARCHIVED,
+    NEW,
+    READ,
+    SLUG_MAX,
+    STATES,
+    Submission,
+    SubmissionFile,
+)
+from . import actions, audit, auth, lockout, thread
+from .forms import EraseForm, NoteForm, ReplyForm, SignInForm
 from .session import IDLE_LIMIT
 
 bp = Blueprint("admin", __name__)
 PER_PAGE = 50
 SEARCH_MAX = 200
+# What the owner is told once a message's state is set.
+STATE_NOTICES = {NEW: _l("Marked as new."), READ: _l("Marked as read."),
+                 ANSWERED: _l("Marked as answered."), ARCHIVED: _l("Archived.")}
 
 
 def owner() -> str:
@@ -72,11 +89,19 @@ def console_text(text: Any) -> str:
     return local_text(text, owner_language())
 
 
+def new_count() -> int:
+    """How many messages are new, counted once a request (the header and the title show it)."""
+    if "new_count" not in g:
+        g.new_count = archive.new_count()
+    return int(g.new_count)
+
+
 @bp.context_processor
 def console_context() -> dict[str, Any]:
-    """The signed-in owner, the declared words' translator and how a webhook's URL is shown
-    (cut short: its path may hold a token), for every console template."""
-    return {"current_user": current_user, "local_text": console_text,
+    """The signed-in owner, the count of new messages (asked for by the pages that show it),
+    the declared words' translator and how a webhook's URL is shown (cut short: its path
+    may hold a token), for every console template."""
+    return {"current_user": current_user, "new_count": new_count, "local_text": console_text,
             "webhook_target": health.shown_target}
 
 
@@ -139,26 +164,51 @@ def logout() -> ResponseReturnValue:
     return redirect(url_for("admin.login"), code=303)
 
 
-def _filters() -> tuple[str, str, str | None]:
-    """The search text, status filter and form (its slug) of this request; 400 for an
-    unknown status filter (an unknown form simply matches nothing)."""
-    q = request.args.get("q", "").strip()[:SEARCH_MAX]
+@dataclass(frozen=True)
+class ListFilters:
+    """The list's search text, status filter, form (its slug) and state filter."""
+
+    q: str
+    status: str
+    form: str | None
+    state: str  # archive.STATE_FILTERS, or archive.UNARCHIVED (no ?state=)
+
+    def query(self) -> Select[tuple[Submission]]:
+        """The submissions they select, newest first."""
+        return archive.filtered(self.q, self.status, self.form, self.state)
+
+    def args(self) -> dict[str, str | None]:
+        """As the query string of a link to the same list (empty ones left out)."""
+        return {"q": self.q or None, "status": self.status, "form": self.form,
+                "state": self.state or None}
+
+
+def _filters() -> ListFilters:
+    """The filters of this request; 400 for an unknown status or state filter (an unknown
+    form simply matches nothing)."""
     status = request.args.get("status", "all")
     if status not in archive.FILTERS:
         abort(400, description=_("Unknown status filter. Use one of: %(filters)s.",
                                  filters=", ".join(archive.FILTERS)))
-    return q, status, request.args.get("form", "").strip()[:SLUG_MAX] or None
+    state = request.args.get("state", archive.UNARCHIVED)
+    if state not in (archive.UNARCHIVED, *archive.STATE_FILTERS):
+        abort(400, description=_("Unknown state filter. Use one of: %(filters)s.",
+                                 filters=", ".join(archive.STATE_FILTERS)))
+    return ListFilters(request.args.get("q", "").strip()[:SEARCH_MAX], status,
+                       request.args.get("form", "").strip()[:SLUG_MAX] or None, state)
 
 
 @bp.get("/")
 def index() -> ResponseReturnValue:
-    """The submissions, newest first, 50 a page, searched and filtered."""
-    q, status, form = _filters()
-    page = db.paginate(archive.filtered(q, status, form), page=max(request.args.get(
+    """The submissions, newest first, 50 a page, searched and filtered (archived ones only
+    when asked for)."""
+    filters = _filters()
+    page = db.paginate(filters.query(), page=max(request.args.get(
         "page", 1, type=int) or 1, 1), per_page=PER_PAGE, error_out=False)
     states = actions.mail_states(submission.id for submission in page.items)
-    return render_template("admin/index.html", page=page, states=states, q=q, status=status,
-                           form=form, forms=declaration_of().forms, filters=archive.FILTERS)
+    return render_template("admin/index.html", page=page, states=states, filters=filters,
+                           forms=declaration_of().forms, status_filters=archive.FILTERS,
+                           state_filters=archive.STATE_FILTERS)
 
 
 def _submission(submission_id: str) -> Submission:
@@ -181,17 +231,64 @@ def _stored_file(stored: SubmissionFile) -> Path | None:
 @bp.get("/submissions/<submission_id>")
 def detail(submission_id: str) -> ResponseReturnValue:
     """One submission: its form, every field with its label as sent, its files, its mails
-    and its webhook deliveries apart, each with every attempt."""
+    and its webhook deliveries apart, each with every attempt, and its thread."""
     submission = _submission(submission_id)
+    if request.method == "GET":  # a HEAD request is no one reading it
+        actions.mark_opened(submission)
+    return _detail_page(submission)
+
+
+def _detail_page(submission: Submission, reply_form: ReplyForm | None = None,
+                 note_form: NoteForm | None = None) -> str:
+    """The submission's page, with the reply and note forms as posted (or empty)."""
     rows = actions.deliveries_of(submission.id)
     form = declaration_of().form(submission.form_slug or "")
     return render_template(
-        "admin/detail.html", submission=submission, answers=answers_of(submission),
-        mails=[row for row in rows if row.kind != MailKind.WEBHOOK],
+        "admin/detail.html", submission=submission, answers=answers_of(submission), states=STATES,
+        mails=[row for row in rows if row.kind not in (MailKind.WEBHOOK, MailKind.REPLY)],
         webhooks=[row for row in rows if row.kind == MailKind.WEBHOOK],
         declares_webhooks=bool(form and form.webhooks),
         attempts={row.id: outbox.attempts_of(row.id) for row in rows},
-        kept={stored.id for stored in submission.files if _stored_file(stored) is not None})
+        kept={stored.id for stored in submission.files if _stored_file(stored) is not None},
+        thread=thread.thread_of(submission.id), reply_form=reply_form or ReplyForm(formdata=None),
+        note_form=note_form or NoteForm(formdata=None))
+
+
+@bp.post("/submissions/<submission_id>/reply")
+def reply(submission_id: str) -> ResponseReturnValue:
+    """Answer the visitor: the reply is queued through the outbox, the message answered."""
+    submission = _submission(submission_id)
+    form = ReplyForm()
+    if not form.validate():
+        return _detail_page(submission, reply_form=form), 422
+    try:
+        file = thread.checked_file(form.attachment.data)
+    except uploads.UploadTooLarge as error:
+        form.attachment.errors = [str(error.description)]
+        return _detail_page(submission, reply_form=form), 413
+    except (uploads.UploadRefused, uploads.UploadQuotaExceeded) as error:
+        form.attachment.errors = [str(error)]
+        status = 507 if isinstance(error, uploads.UploadQuotaExceeded) else 422
+        return _detail_page(submission, reply_form=form), status
+    thread.reply(submission, owner(), form.body.data or "", file)
+    audit.record("reply", owner(), submission.id)  # who replied, never what
+    flash(_("Your reply is queued. Its delivery is shown in the thread below."))
+    return redirect(url_for("admin.detail", submission_id=submission.id, _anchor="thread"),
+                    code=303)
+
+
+@bp.post("/submissions/<submission_id>/notes")
+def add_note(submission_id: str) -> ResponseReturnValue:
+    """Keep a note on the message; it is never mailed."""
+    submission = _submission(submission_id)
+    form = NoteForm()
+    if not form.validate():
+        return _detail_page(submission, note_form=form), 422
+    thread.add_note(submission, owner(), form.text.data or "")
+    audit.record("note", owner(), submission.id)
+    flash(_("Note added."))
+    return redirect(url_for("admin.detail", submission_id=submission.id, _anchor="thread"),
+                    code=303)
 
 
 @bp.get("/submissions/<submission_id>/files/<int:file_id>")
@@ -208,6 +305,22 @@ def download_file(submission_id: str, file_id: int) -> ResponseReturnValue:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
+
+
+@bp.post("/submissions/<submission_id>/state")
+def set_state(submission_id: str) -> ResponseReturnValue:
+    """Set the message's state in the inbox: new, read, answered or archived."""
+    submission = _submission(submission_id)
+    state = request.form.get("state", "")
+    if state not in STATES:
+        abort(400, description=_("Unknown state. Use one of: %(states)s.",
+                                 states=", ".join(STATES)))
+    before = actions.set_state(submission, state)
+    audit.record("state", owner(), submission.id, detail=f"{before} to {state}")
+    flash(str(STATE_NOTICES[state]))
+    if state == NEW:  # its own page would mark it read again at once
+        return redirect(url_for("admin.index"), code=303)
+    return redirect(url_for("admin.detail", submission_id=submission.id), code=303)
 
 
 @bp.post("/submissions/<submission_id>/resend")
@@ -305,12 +418,14 @@ def _export_form(slug: str | None) -> Form | None:
 
 def _export(kind: str) -> Response:
     """The filtered submissions, streamed from the database in chunks."""
-    q, status, form = _filters()
+    filters = _filters()
     # The search text may be an address: the audit line says only that there was one.
-    audit.record("export", owner(), detail=f"{kind}, filter {status}"
-                 + (f", form {form}" if form else "") + (", with a search" if q else ""))
+    audit.record("export", owner(), detail=f"{kind}, filter {filters.status}"
+                 + (f", state {filters.state}" if filters.state else "")
+                 + (f", form {filters.form}" if filters.form else "")
+                 + (", with a search" if filters.q else ""))
     chunks = (export.csv_chunks if kind == "csv" else export.json_chunks)(
-        archive.filtered(q, status, form), _export_form(form))
+        filters.query(), _export_form(filters.form))
     mimetype = "text/csv" if kind == "csv" else "application/json"
     filename = f"submissions-{utcnow():%Y%m%d-%H%M%S}.{kind}"
     return Response(stream_with_context(chunks), mimetype=mimetype,

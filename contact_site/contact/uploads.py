@@ -30,6 +30,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ..extensions import db
 from ..submissions.files import CheckedUpload
 from ..submissions.models import SubmissionFile
+from ..submissions.thread import Reply
 
 MIB = 2**20
 MAX_NAME_LENGTH = 120
@@ -174,7 +175,9 @@ def stored_bytes() -> int:
     """
     total = db.session.scalar(select(func.coalesce(func.sum(SubmissionFile.size), 0))
                               .where(SubmissionFile.path.is_not(None)))
-    return int(total or 0)
+    replies = db.session.scalar(select(func.coalesce(func.sum(Reply.file_size), 0))
+                                .where(Reply.file_path.is_not(None)))
+    return int(total or 0) + int(replies or 0)
 
 
 def ensure_room(upload_bytes: int) -> None:

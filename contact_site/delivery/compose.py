@@ -1,9 +1,10 @@
 """Which mail says what: the two mails of a submission, their subjects, words and files.
 
 The owner's mail carries every field the visitor filled in, with its label, a
-Reply-To and the uploads; the thank-you carries fixed words and its form's PDF,
-none of the visitor's text. How a composed mail is written for SMTP (MIME, CRLF,
-streaming) is mime.py's.
+Reply-To, the uploads, the time received (CONTACT_TIMEZONE) and, when
+CONTACT_BASE_URL says where the site is, a link to the message in the console;
+the thank-you carries fixed words and its form's PDF, none of the visitor's text.
+How a composed mail is written for SMTP (MIME, CRLF, streaming) is mime.py's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..app_state import state_of
 from ..forms import Form, declaration_of, local_text
 from ..submissions.answers import Answer, answers_of
 from ..submissions.models import DEFAULT_FORM, SUSPECT, Submission, SubmissionFile
+from ..webhooks.chat import console_link
 from .headers import parse_address
 from .mime import CRLFMessage, base64_lines
 from .models import MailKind
@@ -35,11 +37,12 @@ THANK_YOU_FILENAME = "thank-you.pdf"
 
 def build_message(template: str, subject: str, to: Address, **context: Any) -> CRLFMessage:
     """A message from MAIL_DEFAULT_SENDER to one address, bodies from templates/mail/."""
-    return _message_with_bodies(subject, to, render_template(f"mail/{template}.txt", **context),
+    return message_with_bodies(subject, to, render_template(f"mail/{template}.txt", **context),
                                 render_template(f"mail/{template}.html", **context))
 
 
-def _message_with_bodies(subject: str, to: Address, body: str, html: str) -> CRLFMessage:
+def message_with_bodies(subject: str, to: Address, body: str, html: str | None) -> CRLFMessage:
+    """A message from MAIL_DEFAULT_SENDER (shown with the site's name) to one address."""
     sender = parse_address(current_app.config["MAIL_DEFAULT_SENDER"])
     site_name = declaration_of().site.name
     if site_name:  # the site's name shown, the configured address kept
@@ -77,7 +80,8 @@ def form_slug(submission: Submission) -> str:
 
 
 def owner_mail(submission: Submission) -> CRLFMessage:
-    """Every field the visitor filled in, for the site owner, with Reply-To and the uploads."""
+    """Every field the visitor filled in, for the site owner, with Reply-To, the uploads and
+    the message's link in the console."""
     form = form_of_submission(submission)
     message = build_message(
         "to_recipient", owner_subject(submission),
@@ -85,6 +89,7 @@ def owner_mail(submission: Submission) -> CRLFMessage:
         submission=submission, title=visitor_subject(submission),
         fields=shown_fields(submission), built_in=is_built_in(submission),
         form_title=local_text(form.title, i18n.owner_language()) if form else form_slug(submission),
+        console_link=console_link(submission.id),
     )
     # Exactly one address, the validated one, whatever the name holds.
     visitor = Address(submission.name or "", addr_spec=submission.email)
@@ -166,7 +171,7 @@ def thank_you_mail(submission: Submission) -> CRLFMessage:
     """The visitor's thank-you: fixed words, the form's PDF, none of the visitor's text."""
     parts = thank_you_parts(i18n.current_language(), form_of_submission(submission))
     # The bare address: not even the visitor's name goes into this mail.
-    message = _message_with_bodies(parts.subject, Address(addr_spec=submission.email),
+    message = message_with_bodies(parts.subject, Address(addr_spec=submission.email),
                                    parts.body, parts.html)
     if parts.pdf_base64 is not None:
         message.attach_encoded(parts.pdf_name, "application/pdf", parts.pdf_base64)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..database import utcnow
 from ..extensions import Model
 from ..submissions.models import Submission
+from ..submissions.thread import Reply
 
 
 class Status(StrEnum):
@@ -24,11 +25,13 @@ class Status(StrEnum):
 
 
 class MailKind(StrEnum):
-    """What an outbox row delivers: the two mails of a submission, or a webhook."""
+    """What an outbox row delivers: a mail of a submission, a webhook, or a digest."""
 
     OWNER = "recipient"  # the message for the chosen recipient
     THANK_YOU = "thank_you"  # the visitor's thank-you
+    REPLY = "reply"  # the owner's answer to the visitor, written in the console
     WEBHOOK = "webhook"  # one POST to a form's declared webhook (contact_site.webhooks)
+    DIGEST = "digest"  # a recipient's daily summary: of no one submission
 
 
 class Outcome(StrEnum):
@@ -48,7 +51,8 @@ class OutboxMail(Model):
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    submission_id: Mapped[str] = mapped_column(
+    # None for a digest alone: it is about many submissions, or none.
+    submission_id: Mapped[str | None] = mapped_column(
         ForeignKey("submission.id", ondelete="CASCADE", name="fk_outbox_submission_id"),
         index=True)
     kind: Mapped[str] = mapped_column(String(16))
@@ -74,8 +78,18 @@ class OutboxMail(Model):
     target: Mapped[str | None] = mapped_column(Text)
     event: Mapped[str | None] = mapped_column(String(32))
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # A reply's row: the reply it carries, deleted with it.
+    reply_id: Mapped[int | None] = mapped_column(
+        ForeignKey("reply.id", ondelete="CASCADE", name="fk_outbox_reply_id"), index=True)
 
-    submission: Mapped[Submission] = relationship(lazy="joined")
+    submission: Mapped[Submission | None] = relationship(lazy="joined")
+    reply: Mapped[Reply | None] = relationship(lazy="joined")
+
+    def owning_submission(self) -> Submission:
+        """The submission the row belongs to: every row but a digest has one."""
+        if self.submission is None:
+            raise ValueError(f"outbox row {self.id} ({self.kind}) belongs to no submission")
+        return self.submission
 
 
 class DeliveryAttempt(Model):

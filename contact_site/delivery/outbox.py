@@ -25,6 +25,7 @@ from ..escaping import without_addresses
 from ..extensions import db
 from ..forms import declaration_of
 from ..submissions.models import HAM, SPAM, SUSPECT, Submission
+from ..submissions.thread import Reply
 from ..webhooks.payload import DELIVERY_FAILED, SUBMISSION_CREATED
 from ..webhooks.signing import new_webhook_id
 from ..write_queue import writing
@@ -44,11 +45,12 @@ NOTICE_REASON_MAX = 500
 
 
 def give_up_at(kind: str, now: datetime) -> datetime:
-    """When a mail of this kind queued `now` is declared failed: thank-you mails sooner."""
+    """When a mail of this kind queued `now` is declared failed: thank-you mails and digests
+    sooner (the next day's digest says all a late one would)."""
     hours = current_app.config["DELIVERY_GIVE_UP_HOURS"]
     if kind == MailKind.WEBHOOK:
         hours = current_app.config["WEBHOOK_GIVE_UP_HOURS"]
-    if kind == MailKind.THANK_YOU:
+    if kind in (MailKind.THANK_YOU, MailKind.DIGEST):
         hours = min(hours, THANK_YOU_GIVE_UP_HOURS)
     return now + timedelta(hours=hours)
 
@@ -104,29 +106,36 @@ def enqueue_webhook(submission_id: str, url: str, event: str,
 def notify_failure(row: OutboxMail, reason: str) -> None:
     """A mail or webhook failed for good: tell the form's `delivery.failed` webhooks (never
     about a delivery.failed notice itself, which would loop; the caller commits)."""
-    if row.kind == MailKind.WEBHOOK and row.event == DELIVERY_FAILED:
-        return
+    if row.kind == MailKind.WEBHOOK and row.event == DELIVERY_FAILED or row.submission_id is None:
+        return  # a digest is of no form: the next day's digest names it
     submission = db.session.get(Submission, row.submission_id)
     form = declaration_of().form(submission.form_slug) if submission is not None else None
-    if form is None:
+    if submission is None or form is None:
         return
     data = {"kind": str(row.kind), "reason": reason[:NOTICE_REASON_MAX],
             "at": utcnow().isoformat(timespec="seconds") + "Z"}
     for hook in form.webhooks:
         if DELIVERY_FAILED in hook.events:
-            enqueue_webhook(row.submission_id, hook.url, DELIVERY_FAILED, data)
+            enqueue_webhook(submission.id, hook.url, DELIVERY_FAILED, data)
 
 
-def enqueue_mail(submission: Submission, kind: MailKind, address: str) -> OutboxMail:
-    """Add one mail for a submission, due now, with a new Message-ID (the caller commits)."""
+def enqueue_mail(submission: Submission | None, kind: MailKind, address: str,
+                 **extra: Any) -> OutboxMail:
+    """Add one mail, due now, with a new Message-ID (the caller commits): a submission's, or
+    a digest (no submission, its `payload` in `extra`)."""
     now = utcnow()
     row = OutboxMail(
         submission=submission, kind=kind, to_address=address, message_id=new_message_id(),
         status=Status.QUEUED, attempts=0, created_at=now, next_attempt_at=now,
-        expires_at=give_up_at(kind, now),
+        expires_at=give_up_at(kind, now), **extra,
     )
     db.session.add(row)
     return row
+
+
+def enqueue_reply(submission: Submission, reply: Reply) -> OutboxMail:
+    """Add the owner's reply to the visitor, due now (the caller commits)."""
+    return enqueue_mail(submission, MailKind.REPLY, submission.email, reply=reply)
 
 
 def database_now() -> datetime:
@@ -211,8 +220,9 @@ def _claim(picked: Any, lost: ColumnElement[bool], tokens: tuple[str, str], now:
     # record each outcome would otherwise reload every row (and its submission).
     for row in rows:
         db.session.expunge(row)
-        if row.submission in db.session:  # not cascaded: it would be reloaded per mail
-            db.session.expunge(row.submission)
+        for loaded in (row.submission, row.reply):  # not cascaded: each would be reloaded
+            if loaded is not None and loaded in db.session:
+                db.session.expunge(loaded)
     db.session.commit()
     return rows
 
@@ -415,7 +425,8 @@ def requeue(ids: list[int] | None = None) -> int:
     if ids:
         query = query.where(OutboxMail.id.in_(ids))
     now = utcnow()
-    give_up = case((OutboxMail.kind == MailKind.THANK_YOU, give_up_at(MailKind.THANK_YOU, now)),
+    give_up = case((OutboxMail.kind.in_((MailKind.THANK_YOU, MailKind.DIGEST)),
+                    give_up_at(MailKind.THANK_YOU, now)),
                    (OutboxMail.kind == MailKind.WEBHOOK, give_up_at(MailKind.WEBHOOK, now)),
                    else_=give_up_at(MailKind.OWNER, now))
     result = db.session.execute(query.values(

@@ -72,7 +72,7 @@ def still_held(row: OutboxMail) -> bool:
 
 def declared_hook(row: OutboxMail) -> Webhook | None:
     """The form's webhook this row posts to, found by its URL; None if the file dropped it."""
-    form = declaration_of().form(row.submission.form_slug)
+    form = declaration_of().form(row.owning_submission().form_slug)
     return next((hook for hook in (form.webhooks if form else ()) if hook.url == row.target),
                 None)
 
@@ -82,9 +82,9 @@ def body_of(row: OutboxMail, hook: Webhook) -> WebhookBody:
     if row.event == DELIVERY_FAILED:
         data = row.payload or {}
         at = datetime.fromisoformat(str(data.get("at", "")).rstrip("Z") or utcnow().isoformat())
-        return failed_body(hook.format, row.submission, str(data.get("kind", "")),
+        return failed_body(hook.format, row.owning_submission(), str(data.get("kind", "")),
                            str(data.get("reason", "")), at)
-    return created_body(hook.format, row.submission)
+    return created_body(hook.format, row.owning_submission())
 
 
 def attempt_at(row: OutboxMail) -> outbox.Attempt:

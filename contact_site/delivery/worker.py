@@ -14,8 +14,8 @@ from flask import Flask, current_app
 from ..daily_jobs import daily_jobs_of
 from ..database import utcnow
 from . import health, lease, outbox, smtp, webhook_delivery
-from .compose import compose
 from .context import LoopContext
+from .inbox_mail import compose_row
 from .lease import LeaseKeeper
 from .mime import CRLFMessage
 from .models import OutboxMail, Status
@@ -150,7 +150,7 @@ def _prepare(keeper: LeaseKeeper, row: OutboxMail) -> Prepared | None:
     """
     started = time.monotonic()
     try:
-        message = compose(row.kind, row.submission, row.message_id, row.created_at)
+        message = compose_row(row)
     except Exception as error:  # a poison row, e.g. its attachment gone from disk
         if keeper.still_held(row):  # gone with its submission: nothing to record
             reason = f"cannot compose: {smtp.describe_smtp_error(error)}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 from ..daily_jobs import add_daily_job
-from . import cli, models, retention
+from . import cli, digest, models, retention
 
 __all__ = ["init_app", "models"]
 
@@ -24,7 +24,9 @@ def retention_notice() -> dict[str, dict[str, int]]:
 
 
 def init_app(app: Flask) -> None:
-    """The `submissions` commands, the daily retention job, the privacy line's values."""
+    """The `submissions` commands, the daily retention and digest jobs, the privacy line's
+    values."""
     cli.init_app(app)
     add_daily_job(app, retention.run_daily)
+    add_daily_job(app, digest.run_daily)
     app.context_processor(retention_notice)

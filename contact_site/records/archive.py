@@ -1,17 +1,22 @@
-"""Finding submissions for the console and exports: search, status filter, newest first."""
+"""Finding submissions for the console and exports: search, status and state filters,
+newest first; the count of new messages."""
 
 from __future__ import annotations
 
-from sqlalchemy import Select, and_, exists, func, or_, select, text
+from sqlalchemy import Select, and_, exists, func, or_, select, text, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..delivery.models import MailKind, OutboxMail, Status
 from ..extensions import db
 from ..submissions.content import spellings
-from ..submissions.models import SPAM, SUSPECT, Submission, mailbox_key
+from ..submissions.models import ARCHIVED, NEW, SPAM, STATES, SUSPECT, Submission, mailbox_key
 
 # `all` leaves spam out: it is reviewed under its own filter.
 FILTERS = ("all", "pending", "delivered", "failed", "suspect", "spam")
+# The inbox's filters by state: one state, or `all` of them. The console's default,
+# UNARCHIVED (no `?state=`), is every state but archived.
+UNARCHIVED, ANY_STATE = "", "all"
+STATE_FILTERS = (*STATES, ANY_STATE)
 
 
 def _owner_mail(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -34,6 +39,24 @@ def _status_condition(status: str) -> ColumnElement[bool]:
     if status == "failed":
         return and_(not_spam, _owner_mail(OutboxMail.status == Status.FAILED))
     return not_spam
+
+
+def _state_condition(state: str) -> ColumnElement[bool]:
+    """The WHERE clause of one state filter (STATE_FILTERS, or UNARCHIVED)."""
+    if state == ANY_STATE:
+        return true()
+    if state == UNARCHIVED:
+        return Submission.state != ARCHIVED
+    if state not in STATES:
+        raise ValueError(f"unknown state filter {state!r}")
+    return Submission.state == state
+
+
+def new_count() -> int:
+    """How many messages the owner has not opened yet, spam left out (it is never news)."""
+    # ix_submission_state_verdict covers both columns: the count reads no table row.
+    return db.session.scalar(select(func.count()).select_from(Submission).where(
+        Submission.state == NEW, Submission.verdict != SPAM)) or 0
 
 
 def _search_condition(q: str) -> ColumnElement[bool]:
@@ -71,13 +94,14 @@ def _narrowed(query: Select[tuple[Submission]], q: str | None,
     return query.where(_search_condition(q)) if q else query
 
 
-def filtered(q: str | None = None, status: str = "all",
-             form: str | None = None) -> Select[tuple[Submission]]:
-    """Submissions of the form (its slug; any form for None) matching the search text and
-    the status filter, newest first."""
+def filtered(q: str | None = None, status: str = "all", form: str | None = None,
+             state: str = ANY_STATE) -> Select[tuple[Submission]]:
+    """Submissions of the form (its slug; any form for None) matching the search text, the
+    status filter and the state filter (any state unless told), newest first."""
     if status not in FILTERS:
         raise ValueError(f"unknown status filter {status!r}")
-    query = _narrowed(select(Submission).where(_status_condition(status)), q, form)
+    query = _narrowed(select(Submission).where(_status_condition(status),
+                                               _state_condition(state)), q, form)
     return query.order_by(Submission.created_at.desc(), Submission.id.desc())
 
 

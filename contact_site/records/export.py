@@ -29,15 +29,17 @@ from ..forms import Form
 from ..private_files import open_private
 from ..submissions.answers import COLUMN_FIELDS, answers_of
 from ..submissions.models import SPAM, Submission, SubmissionFile
+from ..submissions.thread import Note, Reply
 
 PAGE_ROWS = 500
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 NO_MAIL = "none"
-# The columns of an export of every form, in order: `answers` holds each other field of
+# The columns of an export of every form, in order: `status` is the owner's mail's (or
+# spam), `state` the message's in the owner's inbox; `answers` holds each other field of
 # the submission's form with its label and value (a form's own columns: `?form=`).
 FIELDS = ("id", "created_at", "form", "name", "email", "recipient", "recipient_address",
-          "subject", "message", "files", "status", "answers")
+          "subject", "message", "files", "status", "state", "answers")
 
 
 def owner_mail_status() -> ColumnElement[str]:
@@ -105,10 +107,10 @@ def columns(form: Form | None = None) -> tuple[str, ...]:
         return FIELDS
     names = [field.name for field in form.fields]
 
-    def free(name: str) -> str:  # a field may be called `id` or `status` too
+    def free(name: str) -> str:  # a field may be called `id`, `status` or `state` too
         return f"submission_{name}" if name in names else name
 
-    return (free("id"), free("created_at"), *names, free("status"))
+    return (free("id"), free("created_at"), *names, free("status"), free("state"))
 
 
 def values(row: ExportRow, form: Form | None = None) -> list[object]:
@@ -118,11 +120,13 @@ def values(row: ExportRow, form: Form | None = None) -> list[object]:
     if form is not None:
         found = {answer.name: answer.value for answer in answers}
         return [submission.id, submission.created_at,
-                *(found.get(field.name) for field in form.fields), row.status]
+                *(found.get(field.name) for field in form.fields), row.status,
+                submission.state]
     return [submission.id, submission.created_at, submission.form_slug, submission.name,
             submission.email, submission.recipient_name, submission.recipient_address,
             submission.subject, submission.message,
             [ExportedFile.of(stored) for stored in submission.files], row.status,
+            submission.state,
             [{"name": a.name, "type": a.type, "label": a.label, "value": a.value, **a.details}
              for a in answers if a.name not in COLUMN_FIELDS]]
 
@@ -190,6 +194,33 @@ def _drain(buffer: io.StringIO) -> str:
     return text
 
 
+THREAD_KEY = "thread"  # the JSON export's replies and notes of each submission
+EMPTY_THREAD: dict[str, list[dict[str, Any]]] = {"replies": [], "notes": []}
+
+
+def reply_record(reply: Reply) -> dict[str, Any]:
+    """A reply as the exports give it: who, when, what, and its file's name (never where)."""
+    return {"author": reply.author, "created_at": timestamp(reply.created_at),
+            "body": reply.body, "file_name": reply.file_name, "file_size": reply.file_size}
+
+
+def thread_records(ids: Sequence[str], engine: Engine) -> dict[str, dict[str, list[Any]]]:
+    """The replies and notes of these submissions, oldest first, by submission: the owner's
+    JSON export alone carries them (the CSV has one cell per field)."""
+    found: dict[str, dict[str, list[Any]]] = {}
+    with Session(engine) as session:
+        for reply in session.scalars(select(Reply).where(Reply.submission_id.in_(ids))
+                                     .order_by(Reply.created_at, Reply.id)):
+            entry = found.setdefault(reply.submission_id, {"replies": [], "notes": []})
+            entry["replies"].append(reply_record(reply))
+        for note in session.scalars(select(Note).where(Note.submission_id.in_(ids))
+                                    .order_by(Note.created_at, Note.id)):
+            entry = found.setdefault(note.submission_id, {"replies": [], "notes": []})
+            entry["notes"].append({"author": note.author, "created_at": timestamp(note.created_at),
+                                   "text": note.text})
+    return found
+
+
 def json_chunks(query: Select[Any], form: Form | None = None) -> Iterator[str]:
     """The JSON export of `query`'s submissions: an array of objects, page by page; with a
     form, a key per field of that form."""
@@ -198,11 +229,15 @@ def json_chunks(query: Select[Any], form: Form | None = None) -> Iterator[str]:
 
 def _json_chunks(query: Select[Any], form: Form | None, engine: Engine) -> Iterator[str]:
     names = columns(form)
+    # After every column, under a name no field of the form has.
+    thread_key = "submission_thread" if THREAD_KEY in names else THREAD_KEY
     separator = "[\n"
     for rows in pages(query, engine):
+        threads = thread_records([row.submission.id for row in rows], engine)
         yield separator + ",\n".join(json.dumps(
-            {name: json_value(value) for name, value in zip(names, values(row, form),
-                                                             strict=True)},
+            {**{name: json_value(value) for name, value in zip(names, values(row, form),
+                                                               strict=True)},
+             thread_key: threads.get(row.submission.id, EMPTY_THREAD)},
             ensure_ascii=False) for row in rows)
         separator = ",\n"
     yield "[]\n" if separator == "[\n" else "\n]\n"

@@ -46,8 +46,9 @@ from ..i18n import in_language
 from ..ratelimit import DatabaseStorage, RateLimitCounter, limiter, network_of
 from ..submissions.answers import answers_of
 from ..submissions.models import Submission
+from ..submissions.thread import Reply
 from .archive import from_address
-from .export import ExportedFile, json_value, timestamp
+from .export import ExportedFile, json_value, reply_record, timestamp
 
 log = logging.getLogger("contact_site.records")
 
@@ -333,7 +334,11 @@ def _submission_record(submission: Submission) -> dict[str, object]:
     return {**_plain(submission, Submission.__table__),
             "answers": _answers_record(submission),
             "files": [json_value(ExportedFile.of(stored)) for stored in submission.files],
-            "mails": [_mail_record(mail) for mail in mails]}
+            "mails": [_mail_record(mail) for mail in mails],
+            # What the owner wrote back; notes are the team's own and stay out.
+            "replies": [reply_record(reply) for reply in db.session.scalars(
+                select(Reply).where(Reply.submission_id == submission.id)
+                .order_by(Reply.created_at, Reply.id))]}
 
 
 def visitor_export(address: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app
-from sqlalchemy import and_, delete, exists, func, insert, not_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, not_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -24,6 +24,7 @@ from ..delivery.models import MailKind, OutboxMail, Status
 from ..extensions import db
 from ..ratelimit import RateLimitCounter
 from ..submissions.models import SPAM, Submission, SubmissionFile
+from ..submissions.thread import Reply
 from .models import DAILY, MaintenanceRun
 from .privacy import (
     BATCH,
@@ -42,6 +43,8 @@ CHECK_SECONDS = 600  # how often one process asks whether the day's purge is due
 # An upload folder with no submission behind it is left this long: a request may be
 # between writing the file and committing the submission.
 ORPHAN_GRACE = DAY
+# A digest names messages by id only; its row is kept this long for the outbox's history.
+DIGEST_DAYS = 30
 SUBMISSION_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -56,12 +59,14 @@ class Purge:
     rate_limit_counters: int = 0  # windows that have ended
     cancelled: int = 0  # mails of the purged submissions not yet sent: never will be
     in_flight: int = 0  # mails of theirs a worker had in hand: may be with the server
+    digests: int = 0  # daily digests older than DIGEST_DAYS
 
     def summary(self) -> str:
         """One line of counts."""
         return (f"purged {self.submissions} old submission(s), {self.spam} spam, "
                 f"{self.uploads} upload(s) past their retention, {self.orphans} orphaned "
-                f"upload folder(s), {self.rate_limit_counters} expired rate-limit counter(s); "
+                f"upload folder(s), {self.rate_limit_counters} expired rate-limit counter(s), "
+                f"{self.digests} old digest(s); "
                 f"their unsent mails: {mail_note(self.cancelled, self.in_flight)}")
 
 
@@ -76,14 +81,17 @@ def _delete_where(*conditions: ColumnElement[bool]) -> Removed:
 
 
 def _holds_files() -> ColumnElement[bool]:
-    """The submission still has a file on disk."""
-    return exists().where(SubmissionFile.submission_id == Submission.id,
-                          SubmissionFile.path.is_not(None))
+    """The submission still has a file on disk: the visitor's, or one sent with a reply."""
+    return or_(exists().where(SubmissionFile.submission_id == Submission.id,
+                              SubmissionFile.path.is_not(None)),
+               exists().where(Reply.submission_id == Submission.id, Reply.file_path.is_not(None)))
 
 
 def _uploads_done(cutoff: datetime) -> list[str]:
-    """Submissions whose files went out in an owner's mail sent before `cutoff`, none pending."""
-    owner = and_(OutboxMail.submission_id == Submission.id, OutboxMail.kind == MailKind.OWNER)
+    """Submissions whose files went out in mails (the owner's, replies) sent before `cutoff`,
+    none pending: a folder goes as a whole, after the last mail that carried any of it."""
+    owner = and_(OutboxMail.submission_id == Submission.id,
+                 OutboxMail.kind.in_((MailKind.OWNER, MailKind.REPLY)))
     last_sent = (select(func.max(OutboxMail.sent_at))
                  .where(owner, OutboxMail.status == Status.SENT).scalar_subquery())
     pending = exists().where(owner, OutboxMail.status.in_([Status.QUEUED, Status.SENDING]))
@@ -99,6 +107,9 @@ def _expire_uploads(cutoff: datetime) -> int:
         db.session.execute(update(SubmissionFile)
                            .where(SubmissionFile.submission_id.in_(ids[start:start + BATCH]))
                            .values(path=None).execution_options(synchronize_session=False))
+        db.session.execute(update(Reply)
+                           .where(Reply.submission_id.in_(ids[start:start + BATCH]))
+                           .values(file_path=None).execution_options(synchronize_session=False))
     db.session.commit()  # the record first: a file left by a crash is an orphan, swept below
     root = upload_root()
     # A submission's files are all in its own folder.
@@ -125,6 +136,15 @@ def _sweep_orphans(now: datetime) -> int:
     return swept
 
 
+def _expire_digests(now: datetime) -> int:
+    """Delete digests (with their attempts) sent, or failed, over DIGEST_DAYS ago."""
+    result = db.session.execute(delete(OutboxMail).where(
+        OutboxMail.kind == MailKind.DIGEST, OutboxMail.status.in_((Status.SENT, Status.FAILED)),
+        OutboxMail.created_at < now - timedelta(days=DIGEST_DAYS)))
+    db.session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def _expire_counters(now: datetime) -> int:
     """Delete rate-limit windows that ended (they hold client addresses)."""
     with secure_delete():
@@ -146,7 +166,7 @@ def purge(now: datetime) -> Purge:
     uploads = _expire_uploads(now - timedelta(days=upload_days)) if upload_days else 0
     result = Purge(old.submissions, spam.submissions, uploads, _sweep_orphans(now),
                    _expire_counters(now), old.cancelled + spam.cancelled,
-                   old.in_flight + spam.in_flight)
+                   old.in_flight + spam.in_flight, _expire_digests(now))
     log.info("retention: %s", result.summary())
     return result
 

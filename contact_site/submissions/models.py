@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -29,6 +29,10 @@ DEFAULT_FORM = "contact"
 # (docs/spam-verdicts.md).
 HAM, SUSPECT, SPAM = "ham", "suspect", "spam"
 VERDICTS = (HAM, SUSPECT, SPAM)
+# Where a submission stands in the owner's inbox: new until the owner opens it in the
+# console, then read, answered or archived as the owner sets it.
+NEW, READ, ANSWERED, ARCHIVED = "new", "read", "answered", "archived"
+STATES = (NEW, READ, ANSWERED, ARCHIVED)
 # Gmail ignores dots in the part before the @; other providers may not, so only these.
 DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 
@@ -59,6 +63,8 @@ class Submission(Model):
     """One message left on the contact page."""
 
     __tablename__ = "submission"
+    # The console's count of new messages (records.archive.new_count) reads this index alone.
+    __table_args__ = (Index("ix_submission_state_verdict", "state", "verdict"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     submission_key: Mapped[str] = mapped_column(String(KEY_MAX), unique=True)
@@ -90,6 +96,10 @@ class Submission(Model):
     verdict: Mapped[str] = mapped_column(String(16), default="ham", server_default="ham",
                                          index=True)
     verdict_reasons: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Its place in the owner's inbox (STATES). Spam is stored new like the rest: the count
+    # of new messages and the default list leave it out by its verdict, so a message
+    # released from spam unopened arrives in the inbox as new.
+    state: Mapped[str] = mapped_column(String(16), default=NEW, server_default=NEW)
     # The visitor's language (docs/languages.md): the thank-you mail is written in it.
     language: Mapped[str] = mapped_column(String(16), default="en", server_default="en")
     # Set when the thank-you mail is queued (within the daily cap), whether or not it

@@ -35,6 +35,9 @@ ROUTES = [
     ("GET", "/admin/"),
     ("GET", "/admin/submissions/{id}"),
     ("GET", "/admin/submissions/{id}/files/{file}"),
+    ("POST", "/admin/submissions/{id}/state"),
+    ("POST", "/admin/submissions/{id}/reply"),
+    ("POST", "/admin/submissions/{id}/notes"),
     ("POST", "/admin/submissions/{id}/resend"),
     ("POST", "/admin/submissions/{id}/webhooks/{delivery}/send-again"),
     ("POST", "/admin/submissions/{id}/spam"),
@@ -78,7 +81,8 @@ def test_every_console_route_sends_an_anonymous_visitor_to_sign_in(
         [stored] = db.session.get(Submission, submission_id).files  # type: ignore[union-attr]
     [mail] = mails_of(app, submission_id)
     url = path.format(id=submission_id, file=stored.id, delivery=mail.id)
-    data = {"csrf_token": csrf_token(client), "address": "ada@example.com"}
+    data = {"csrf_token": csrf_token(client), "address": "ada@example.com", "state": "archived",
+            "body": "Thanks!", "text": "Called back."}
     response = client.open(url, method=method, data=data if method == "POST" else None)
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/admin/login")
@@ -87,6 +91,7 @@ def test_every_console_route_sends_an_anonymous_visitor_to_sign_in(
     with app.app_context():
         submission = db.session.get(Submission, submission_id)
         assert submission is not None and submission.verdict != "spam"
+        assert submission.state == "new", "nothing was opened or archived"
 
 
 def test_a_console_post_without_csrf_token_is_refused(app: Flask) -> None:

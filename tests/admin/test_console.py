@@ -96,7 +96,8 @@ def test_each_row_shows_date_visitor_subject_recipient_file_and_mails(app: Flask
     set_owner_mail_status(app, submission_id, Status.SENT)
     html = page_text(owner_client(app), "/admin/")
     assert 'data-label="Form"' not in html  # one form: no form column
-    row = html[html.index("<tbody>"):html.index("</tbody>")]
+    # The address may break before its @ and dots (<wbr>), never elsewhere.
+    row = html[html.index("<tbody>"):html.index("</tbody>")].replace("<wbr>", "")
     for text in ("UTC</time>", "Ada Lovelace", "ada@example.com", "Engines 0", "Sales",
                  "report.pdf", "Owner’s mail: <span class=\"state state-sent\">sent",
                  "Thank-you mail: <span class=\"state state-queued\">queued"):

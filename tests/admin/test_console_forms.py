@@ -188,7 +188,7 @@ def test_the_console_export_of_one_form_has_a_column_per_field(
         as_text=True)
     [header, *rows] = list(csv.reader(io.StringIO(body, newline="")))
     assert header == ["id", "created_at", "name", "email", "portfolio", "years", "start",
-                      "privacy", "cv", "status"]
+                      "privacy", "cv", "status", "state"]
     assert [row[2:9] for row in rows] == [["Grace Hopper", "grace@example.com",
                                            "https://grace.example.com/Work", "12",
                                            "2026-09-01", "true", "cv.pdf; portrait.png"]]

@@ -289,7 +289,7 @@ def test_a_field_added_to_the_file_is_on_the_page_in_the_mail_console_and_export
                              "<dt>Message</dt>"])
     header, rows = csv_rows(console, form="contact")
     assert header == ["id", "created_at", "recipient", "name", "email", "phone", "topic",
-                      "callback", "privacy", "company", "message", "status"]
+                      "callback", "privacy", "company", "message", "status", "state"]
     assert [(row["id"], row["company"]) for row in rows] == [(submission_id, "Remington Rand")]
 
 

@@ -228,3 +228,51 @@ def test_boundaries_are_unpredictable(app):
     first, second = (set(re.findall(rb'boundary="([^"]+)"', wire(app, MailKind.OWNER, stored)))
                      for _ in range(2))
     assert first and second and not first & second
+
+
+def bodies(data: bytes) -> tuple[str, str]:
+    """The plain and HTML bodies of a mail, with LF line ends and no final newline."""
+    message = parsed(data)
+
+    def text(subtype: str) -> str:
+        part = message.get_body((subtype,))
+        assert part is not None
+        return str(part.get_content()).replace("\r\n", "\n").rstrip("\n")
+
+    return text("plain"), text("html")
+
+
+def test_owner_mail_ends_with_the_messages_link_in_the_console(make_app):
+    """With CONTACT_BASE_URL: the last line of the text, the last paragraph of the HTML."""
+    app = make_app(deliver=False, CONTACT_BASE_URL="https://contact.example.com/")
+    stored = submission()
+    plain, html = bodies(wire(app, MailKind.OWNER, stored))
+    link = f"https://contact.example.com/admin/submissions/{stored.id}"
+    assert plain.endswith(f"\nOpen in the console: {link}")
+    assert html.endswith(
+        f'<p>Open in the console: <a href="{link}">{link}</a></p>\n</body>\n</html>')
+
+
+def test_owner_mail_has_no_link_without_a_base_url(app):
+    plain, html = bodies(wire(app, MailKind.OWNER, submission()))
+    assert "/admin/" not in plain and "/admin/" not in html
+    assert plain.endswith(" UTC.")
+
+
+def test_thank_you_never_carries_the_console_link(make_app):
+    """The console's address is the owner's business, not the visitor's."""
+    app = make_app(deliver=False, CONTACT_BASE_URL="https://contact.example.com")
+    data = wire(app, MailKind.THANK_YOU, submission())
+    assert b"/admin/" not in data and b"contact.example.com" not in data
+
+
+@pytest.mark.parametrize(("zone", "shown"), [
+    ("UTC", "2026-05-17 09:30 UTC"), ("Europe/Paris", "2026-05-17 11:30 CEST"),
+    ("America/Sao_Paulo", "2026-05-17 06:30 UTC-03:00"),
+])
+def test_owner_mail_tells_when_it_was_received_in_the_owners_zone(make_app, zone, shown):
+    app = make_app(deliver=False, CONTACT_TIMEZONE=zone)
+    stored = submission()
+    plain, html = bodies(wire(app, MailKind.OWNER, stored))
+    assert plain.endswith(f"\nSubmission {stored.id}, received {shown}.")
+    assert f"Submission {stored.id}, received {shown}.</p>" in html

@@ -449,7 +449,7 @@ def test_slack_and_ntfy_notices_have_their_shapes(make_app, tmp_path, monkeypatc
     assert slack.headers["content-type"] == "application/json"
     assert json.loads(slack.body) == {"text": "*New message on Contact*\n"
                                               "From: ada@example.com\n"
-                                              "Subject: Engines &lt;@channel&gt; &amp; more\n"
+                                              "Subject: Engines &lt;@\u2060channel&gt; &amp; more\n"
                                               f"{link}"}
     assert ntfy.headers["content-type"] == "text/plain; charset=utf-8"
     assert ntfy.headers["title"] == "New message on Contact"

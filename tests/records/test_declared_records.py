@@ -40,7 +40,7 @@ CAREERS = {"name": "Grace Hopper", "email": "grace@example.com",
            "privacy": True}
 CV_FILES = [("cv", "cv.pdf", PDF + b"% curriculum vitae\n"), ("cv", "简历.png", PNG)]
 CAREERS_COLUMNS = ["id", "created_at", "name", "email", "portfolio", "years", "start",
-                   "privacy", "cv", "status"]
+                   "privacy", "cv", "status", "state"]
 
 
 def csv_text(app: Flask, slug: str | None = None) -> str:
@@ -81,11 +81,12 @@ def test_the_export_of_one_form_has_a_column_per_field(
     store_declared("contact", CONTACT)
     [header, row] = csv_export(app, "careers")
     assert header == CAREERS_COLUMNS
-    assert row[0] == careers and row[-1] == "queued"
+    assert row[0] == careers and row[-2:] == ["queued", "new"]
     assert row[2:9] == ["Grace Hopper", "grace@example.com", "https://grace.example.com/work",
                         "12", "2026-09-01", "true", "cv.pdf; 简历.png"]
     [record] = json_export(app, "careers")
-    assert list(record) == CAREERS_COLUMNS
+    assert list(record) == [*CAREERS_COLUMNS, "thread"]
+    assert record["thread"] == {"replies": [], "notes": []}
     assert (record["years"], record["privacy"], record["cv"]) == (12, True, ["cv.pdf", "简历.png"])
 
 
