@@ -294,6 +294,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     # The morning mail to each recipient (records/digest.py): off or daily, at this hour.
     "CONTACT_DIGEST": ("off", _digest),
     "CONTACT_DIGEST_HOUR": (8, _integer(0, 23)),
+    # Every console account must add a second factor (authenticator app or passkey) first.
+    "CONTACT_REQUIRE_2FA": (False, _boolean),
     "DEV_MAILBOX": (False, _boolean),
     "DEV_MAILBOX_PORT": (1025, _integer(1, 65535)),
     "LOG_LEVEL": ("INFO", _log_level),

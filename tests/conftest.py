@@ -300,3 +300,13 @@ def forms_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 def store_declared(app: Flask) -> StoreDeclared:
     """Store a submission of a declared form (support.factories.store_declared); its id."""
     return functools.partial(factories.store_declared, app)
+
+
+@pytest.fixture
+def clamd() -> Iterator[Any]:
+    """A private clamd of this test (support.clamd.ClamdServer): the test signature,
+    StreamMaxLength 1M, tcp:// and unix:// addresses, stop() and start()."""
+    from support.clamd import clamd_server
+
+    with clamd_server() as server:
+        yield server

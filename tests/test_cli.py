@@ -138,7 +138,8 @@ def test_users_list_and_errors_show_names_escaped(app):
         db.session.commit()
     shown = on_terminal(app, "users", "list")
     assert_no_controls(shown)
-    assert any(line.startswith(f"ada{HOSTILE_SHOWN}  created ") for line in shown.splitlines())
+    assert any(line.startswith(f"ada{HOSTILE_SHOWN}  owner  2fa none  created ")
+               for line in shown.splitlines())
     result = flask(app, "users", "delete", f"eve{HOSTILE}")
     assert result.returncode == 1
     assert_no_controls(result.stderr)

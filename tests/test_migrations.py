@@ -772,3 +772,38 @@ def test_0014_keeps_the_mails_and_their_attempts_and_lets_a_digest_have_no_submi
         assert db.session.scalar(sa.text("SELECT count(*) FROM delivery_attempt")) == 1
         tables = set(sa.inspect(db.engine).get_table_names())
     assert not tables & {"reply", "note"}
+
+
+def accounts() -> dict[str, tuple[Any, ...]]:
+    """Each account's password hash, session version and (where the revision has it) role."""
+    columns = {c["name"] for c in sa.inspect(db.engine).get_columns("admin_user")}
+    wanted = ["username", "password_hash", "session_version",
+              *(c for c in ("role", "recipients", "totp_secret") if c in columns)]
+    found = db.session.execute(sa.text(f"SELECT {', '.join(wanted)} FROM admin_user"))
+    return {row[0]: tuple(row[1:]) for row in found}
+
+
+@pytest.mark.each_database
+def test_0015_makes_every_account_an_owner_and_downgrade_keeps_the_owners(
+        database_url, tmp_path):
+    """From 0014 with two accounts: both stay, with their password and sessions, as owners
+    with no second factor; going back to 0014 deletes responders and every second factor,
+    and keeps the owners."""
+    with app_at(database_url, tmp_path, "0014") as app, app.app_context():
+        db.session.execute(sa.text(
+            "INSERT INTO admin_user (id, username, password_hash, session_version, created_at) "
+            "VALUES (1, 'ada', '$argon2id$ada', 3, '2026-01-01 00:00:00'), "
+            "(2, 'bob', '$argon2id$bob', 1, '2026-01-01 00:00:00')"))
+        db.session.commit()
+        flask_migrate.upgrade(directory=str(MIGRATIONS), revision="0015")
+        assert accounts() == {"ada": ("$argon2id$ada", 3, "owner", "", None),
+                              "bob": ("$argon2id$bob", 1, "owner", "", None)}
+        db.session.execute(sa.text(
+            "UPDATE admin_user SET role = 'responder', recipients = 'sales' WHERE id = 2"))
+        db.session.execute(sa.text(
+            "INSERT INTO recovery_code (id, user_id, code_hash) VALUES (1, 1, '$argon2id$x')"))
+        db.session.commit()
+        flask_migrate.downgrade(directory=str(MIGRATIONS), revision="0014")
+        assert accounts() == {"ada": ("$argon2id$ada", 3)}
+        tables = set(sa.inspect(db.engine).get_table_names())
+    assert not tables & {"recovery_code", "passkey"}

@@ -7,7 +7,10 @@ from flask import Flask, Response, request
 from ..daily_jobs import add_daily_job
 from ..escaping import escape_controls
 from ..security import own_session_under
+from . import account as account  # its routes: /admin/account, the code step, re-authentication
 from . import audit, auth, cli
+from . import factors as factors  # its tables are part of the schema
+from . import passkeys as passkeys  # its routes: adding passkeys, signing in with one
 from .session import CONSOLE_PREFIX, ConsoleSessionInterface, is_console_path
 from .views import bp
 

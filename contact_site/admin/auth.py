@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import re
 import time
+from collections.abc import Sequence
 from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, session
-from sqlalchemy import String, func, select
+from sqlalchemy import String, Text, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..database import utcnow
@@ -20,6 +21,11 @@ USERNAME_MAX = 64
 PASSWORD_MIN = 12
 PASSWORD_MAX = 1024  # argon2 takes any length; this bounds the work one sign-in costs
 USERNAME_PATTERN = re.compile(r"[a-z0-9._@-]{1,64}")
+# What an account may do: an owner everything; a responder sees, answers, notes and
+# files only the messages for its recipients (scope.py).
+OWNER, RESPONDER = "owner", "responder"
+ROLES = (OWNER, RESPONDER)
+TOTP_SECRET_MAX = 64
 SEEN_KEY = "console_seen"  # epoch seconds of the console's last answer, in its session
 
 hasher = PasswordHasher()  # argon2id with the library's RFC 9106 defaults
@@ -51,6 +57,23 @@ class User(Model):
     session_version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_sign_in_at: Mapped[datetime | None]
+    role: Mapped[str] = mapped_column(String(16), default=OWNER, server_default=OWNER)
+    # A responder's recipients: their slugs, comma-separated (an owner's is empty).
+    recipients: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # TOTP (twofactor.py): the base32 secret once confirmed, and the time step of the last
+    # code accepted, so that each code signs in once.
+    totp_secret: Mapped[str | None] = mapped_column(String(TOTP_SECRET_MAX))
+    totp_last_step: Mapped[int | None]
+
+    @property
+    def is_owner(self) -> bool:
+        """Whether the account may do everything."""
+        return self.role == OWNER
+
+    @property
+    def recipient_slugs(self) -> tuple[str, ...]:
+        """The recipients a responder answers for."""
+        return tuple(slug for slug in self.recipients.split(",") if slug)
 
     # Flask-Login's user protocol, written out: its UserMixin is untyped.
     is_authenticated = True
@@ -77,6 +100,25 @@ def check_password_rules(password: str) -> str:
     if len(password) > PASSWORD_MAX:
         raise AccountError(f"A password may have at most {PASSWORD_MAX} characters.")
     return password
+
+
+def checked_recipients(role: str, recipients: str, declared: Sequence[str]) -> str:
+    """A role's recipients as stored: none for an owner, one or more declared slugs for a
+    responder."""
+    slugs = [slug.strip().lower() for slug in recipients.split(",") if slug.strip()]
+    if role == OWNER:
+        if slugs:
+            raise AccountError("An owner sees every message: give --recipients to a "
+                               "responder only.")
+        return ""
+    if not slugs:
+        raise AccountError("A responder needs --recipients: the recipients whose messages "
+                           f"it answers (declared: {', '.join(declared)}).")
+    unknown = [slug for slug in slugs if slug not in declared]
+    if unknown:
+        raise AccountError(f"No recipient is declared as {', '.join(unknown)} "
+                           f"(declared: {', '.join(declared)}).")
+    return ",".join(dict.fromkeys(slugs))
 
 
 def find_user(name: str) -> User | None:

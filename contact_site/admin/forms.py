@@ -6,11 +6,12 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import PasswordField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Optional
 
 from ..submissions.models import EMAIL_COLUMN
 from ..submissions.thread import NOTE_MAX, REPLY_MAX
 from .auth import PASSWORD_MAX, USERNAME_MAX
+from .twofactor import CODE_MAX
 
 
 class SignInForm(FlaskForm):
@@ -48,3 +49,23 @@ class NoteForm(FlaskForm):
 
     text = TextAreaField(_l("Note"), validators=[DataRequired(), Length(max=NOTE_MAX)],
                          render_kw={"rows": 3})
+
+
+class CodeForm(FlaskForm):
+    """A code from the authenticator app (or, at sign-in, a recovery code)."""
+
+    code = StringField(_l("Code"), validators=[DataRequired(), Length(max=CODE_MAX)],
+                       render_kw={"autocomplete": "one-time-code", "autocapitalize": "none",
+                                  "spellcheck": "false"})
+
+
+class ReauthForm(FlaskForm):
+    """The account's password, or a code from its authenticator app."""
+
+    password = PasswordField(_l("Password"),
+                             validators=[Optional(), Length(max=PASSWORD_MAX)],
+                             render_kw={"autocomplete": "current-password"})
+    code = StringField(_l("Or a code from your authenticator app"),
+                       validators=[Optional(), Length(max=CODE_MAX)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric",
+                                  "autocapitalize": "none", "spellcheck": "false"})

@@ -25,7 +25,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, logout_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import Select
 
@@ -50,11 +50,14 @@ from ..submissions.models import (
     Submission,
     SubmissionFile,
 )
-from . import actions, audit, auth, lockout, thread
+from . import actions, audit, auth, lockout, scope, signin, thread, twofactor
 from .forms import EraseForm, NoteForm, ReplyForm, SignInForm
 from .session import IDLE_LIMIT
 
 bp = Blueprint("admin", __name__)
+# The sign-in steps: open without a signed-in account.
+PUBLIC_ENDPOINTS = frozenset({"admin.login", "admin.login_code", "admin.passkey_options",
+                              "admin.passkey_login"})
 PER_PAGE = 50
 SEARCH_MAX = 200
 # What the owner is told once a message's state is set.
@@ -70,7 +73,7 @@ def owner() -> str:
 @bp.before_request
 def require_owner() -> ResponseReturnValue | None:
     """Every page but sign-in needs a signed-in owner whose session is not idle too long."""
-    if request.endpoint == "admin.login":
+    if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if not current_user.is_authenticated:
         wanted = request.full_path.rstrip("?") if request.method == "GET" else None
@@ -81,6 +84,13 @@ def require_owner() -> ResponseReturnValue | None:
         flash(_("You were signed out after 12 hours without activity."))
         return redirect(url_for("admin.login"))
     auth.mark_seen()
+    if twofactor.must_enrol(current_user) and request.endpoint not in twofactor.ENROL_ENDPOINTS:
+        flash(_("This site asks every account for a second factor: add one to go on."))
+        return redirect(url_for("admin.account"))
+    if request.endpoint in scope.OWNER_ONLY and not scope.is_owner():
+        return error_answer(403, _("Not for your account"),
+                            _("Only an owner of this site can do this. Ask an owner if it "
+                              "needs doing."))
     return None
 
 
@@ -92,7 +102,7 @@ def console_text(text: Any) -> str:
 def new_count() -> int:
     """How many messages are new, counted once a request (the header and the title show it)."""
     if "new_count" not in g:
-        g.new_count = archive.new_count()
+        g.new_count = archive.new_count(scope.condition())
     return int(g.new_count)
 
 
@@ -102,6 +112,7 @@ def console_context() -> dict[str, Any]:
     the declared words' translator and how a webhook's URL is shown (cut short: its path
     may hold a token), for every console template."""
     return {"current_user": current_user, "new_count": new_count, "local_text": console_text,
+            "is_owner": scope.is_owner,
             "webhook_target": health.shown_target}
 
 
@@ -113,7 +124,7 @@ def csrf_failed(error: CSRFError) -> ResponseReturnValue:
                           "Go back, reload the page and try again."), field="csrf_token")
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Where to go after signing in: a console path only, never another site."""
     home = url_for("admin.index")
     if target and target.startswith(home) and not any(c in target for c in "\\\r\n"):
@@ -144,12 +155,11 @@ def login() -> ResponseReturnValue:
             audit.record("sign-in refused", known.username)
         return render_template("admin/login.html", form=form, wrong=True), 422
     lockout.succeeded(attempt)
-    session.clear()  # nothing from before the sign-in is carried into the owner's session
-    login_user(user)
-    auth.mark_seen()
-    user.last_sign_in_at = utcnow()
-    audit.record("sign-in", user.username)
-    return redirect(_safe_next(request.args.get("next")), code=303)
+    target = safe_next(request.args.get("next"))
+    if twofactor.has_second_factor(user):
+        signin.remember_pending(user)
+        return redirect(url_for("admin.login_code", next=target), code=303)
+    return signin.complete(user, "password", target)
 
 
 @bp.post("/logout")
@@ -175,7 +185,7 @@ class ListFilters:
 
     def query(self) -> Select[tuple[Submission]]:
         """The submissions they select, newest first."""
-        return archive.filtered(self.q, self.status, self.form, self.state)
+        return scope.visible(archive.filtered(self.q, self.status, self.form, self.state))
 
     def args(self) -> dict[str, str | None]:
         """As the query string of a link to the same list (empty ones left out)."""
@@ -214,7 +224,7 @@ def index() -> ResponseReturnValue:
 def _submission(submission_id: str) -> Submission:
     """The submission, or 404."""
     submission = db.session.get(Submission, submission_id)
-    if submission is None:
+    if submission is None or not scope.may_see(submission):  # as if it did not exist
         abort(404, description=_("There is no message with this id (it may have been deleted)."))
     return submission
 
@@ -433,18 +443,21 @@ def _export(kind: str) -> Response:
 
 
 @bp.get("/export.csv")
+@signin.needs_recent_proof
 def export_csv() -> ResponseReturnValue:
     """The archive as CSV (formula cells neutralised); with ?form=, a column per field."""
     return _export("csv")
 
 
 @bp.get("/export.json")
+@signin.needs_recent_proof
 def export_json() -> ResponseReturnValue:
     """The archive as JSON; with ?form=, a key per field."""
     return _export("json")
 
 
 @bp.route("/erase", methods=["GET", "POST"])
+@signin.needs_recent_proof
 def erase() -> ResponseReturnValue:
     """Remove everything held about one address, and say what was removed."""
     form = EraseForm()

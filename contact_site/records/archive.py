@@ -52,11 +52,13 @@ def _state_condition(state: str) -> ColumnElement[bool]:
     return Submission.state == state
 
 
-def new_count() -> int:
-    """How many messages the owner has not opened yet, spam left out (it is never news)."""
-    # ix_submission_state_verdict covers both columns: the count reads no table row.
-    return db.session.scalar(select(func.count()).select_from(Submission).where(
-        Submission.state == NEW, Submission.verdict != SPAM)) or 0
+def new_count(scope: ColumnElement[bool] | None = None) -> int:
+    """How many messages the owner has not opened yet, spam left out (it is never news);
+    with `scope`, only those it keeps (a responder's recipients)."""
+    # ix_submission_state_verdict covers both columns: an owner's count reads no table row.
+    query = select(func.count()).select_from(Submission).where(
+        Submission.state == NEW, Submission.verdict != SPAM)
+    return db.session.scalar(query if scope is None else query.where(scope)) or 0
 
 
 def _search_condition(q: str) -> ColumnElement[bool]:

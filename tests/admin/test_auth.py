@@ -51,7 +51,23 @@ ROUTES = [
     ("POST", "/admin/erase"),
     ("GET", "/admin/audit"),
     ("POST", "/admin/logout"),
+    ("GET", "/admin/account"),
+    *((method, f"/admin/account/{action}")
+      for action in ("totp", "totp/confirm", "totp/remove", "recovery-codes",
+                     "passkeys/{passkey}/delete")
+      for method in ("GET", "POST")),
+    ("POST", "/admin/account/passkeys/options"),
+    ("POST", "/admin/account/passkeys"),
+    ("POST", "/admin/account/passkeys/{passkey}/name"),
+    ("GET", "/admin/reauth"),
+    ("POST", "/admin/reauth"),
+    ("POST", "/admin/reauth/passkey/options"),
+    ("POST", "/admin/reauth/passkey"),
 ]
+# The sign-in steps, open to anyone (their own tests: test_two_factor.py, test_passkeys.py).
+SIGN_IN = {("GET", "/admin/login"), ("POST", "/admin/login"), ("GET", "/admin/login/code"),
+           ("POST", "/admin/login/code"), ("POST", "/admin/login/passkey/options"),
+           ("POST", "/admin/login/passkey")}
 
 
 def cookie_headers(response: object, name: str) -> list[str]:
@@ -63,11 +79,11 @@ def cookie_headers(response: object, name: str) -> list[str]:
 def test_the_route_table_covers_every_console_route(app: Flask) -> None:
     """Each console URL rule and method is in ROUTES, so none escapes the checks below."""
     found = {(method, rule.rule.replace("<submission_id>", "{id}")
-              .replace("<int:file_id>", "{file}").replace("<int:delivery_id>", "{delivery}"))
+              .replace("<int:file_id>", "{file}").replace("<int:delivery_id>", "{delivery}")
+              .replace("<int:passkey_id>", "{passkey}"))
              for rule in app.url_map.iter_rules() if rule.rule.startswith("/admin")
              for method in rule.methods or () if method in {"GET", "POST"}}
-    found -= {("GET", "/admin/login"), ("POST", "/admin/login")}
-    assert found == set(ROUTES)
+    assert found - SIGN_IN == set(ROUTES)
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
@@ -80,7 +96,7 @@ def test_every_console_route_sends_an_anonymous_visitor_to_sign_in(
     with app.app_context():
         [stored] = db.session.get(Submission, submission_id).files  # type: ignore[union-attr]
     [mail] = mails_of(app, submission_id)
-    url = path.format(id=submission_id, file=stored.id, delivery=mail.id)
+    url = path.format(id=submission_id, file=stored.id, delivery=mail.id, passkey=1)
     data = {"csrf_token": csrf_token(client), "address": "ada@example.com", "state": "archived",
             "body": "Thanks!", "text": "Called back."}
     response = client.open(url, method=method, data=data if method == "POST" else None)

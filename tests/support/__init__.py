@@ -15,7 +15,9 @@ mails        parsing composed mails
 files        small files of each kind, what is left on disk
 browser      Chromium: the served site, watched pages, axe-core
 host_page    a static page of another site (docs/embed-example.html) on a second origin
+inline_code  what a CSP without unsafe-inline blocks on a page
 webhook_receiver  a loopback HTTP(S) server that answers webhooks as told and records them
+clamd        a private ClamAV daemon with a test signature, stopped and started at will
 smtp_server, browser_server, tls_certs, upload_samples, altcha_replay_app: test servers,
 the TLS PKI, sample documents; test_smtp_server.py tests the SMTP test server itself.
 """
