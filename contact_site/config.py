@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from flask import Flask
 
 from .private_files import make_private_folder
+from .scanning.clamd import parse_address
 
 MIB = 2**20
 # Room in the request body for the form fields beside the largest attachment.
@@ -199,6 +200,26 @@ def _digest(name: str, value: Any) -> str:
     return text
 
 
+def _clamd(name: str, value: Any) -> str | None:
+    """`tcp://host:port` or `unix:///path/to/clamd.ctl`; empty for no scanning."""
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        parse_address(text)
+    except ValueError as error:
+        raise ConfigError(name, str(error)) from None
+    return text
+
+
+def _scan_policy(name: str, value: Any) -> str:
+    """`hold` or `send`."""
+    text = str(value).strip().lower()
+    if text not in {"hold", "send"}:
+        raise ConfigError(name, f"must be 'hold' or 'send', got {value!r}")
+    return text
+
+
 def _base_url(name: str, value: Any) -> str | None:
     """The site's public http(s) address, without query or fragment, no trailing slash."""
     text = str(value).strip()
@@ -294,6 +315,11 @@ SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     # The morning mail to each recipient (records/digest.py): off or daily, at this hour.
     "CONTACT_DIGEST": ("off", _digest),
     "CONTACT_DIGEST_HOUR": (8, _integer(0, 23)),
+    # Virus scanning with clamd (contact_site/scanning): its address, how long one file may
+    # take, and what the owner's mail does while the scanner is away (hold or send).
+    "CONTACT_CLAMD": (None, _clamd),
+    "CONTACT_SCAN_TIMEOUT": (30, _integer(1, 3600)),
+    "CONTACT_SCAN_UNAVAILABLE": ("hold", _scan_policy),
     # Every console account must add a second factor (authenticator app or passkey) first.
     "CONTACT_REQUIRE_2FA": (False, _boolean),
     "DEV_MAILBOX": (False, _boolean),

@@ -807,3 +807,36 @@ def test_0015_makes_every_account_an_owner_and_downgrade_keeps_the_owners(
         assert accounts() == {"ada": ("$argon2id$ada", 3)}
         tables = set(sa.inspect(db.engine).get_table_names())
     assert not tables & {"recovery_code", "passkey"}
+
+
+def files_rows() -> list[tuple[Any, ...]]:
+    """The file rows in the columns every revision since 0011 has."""
+    return [tuple(row) for row in db.session.execute(sa.text(
+        "SELECT id, submission_id, field, position, name, path, content_type, size "
+        "FROM submission_file ORDER BY id"))]
+
+
+@pytest.mark.each_database
+def test_0016_leaves_every_stored_file_unscanned_and_downgrade_keeps_the_files(
+        database_url, tmp_path):
+    """From 0015 with a file: it stays, with no scan state (it was never scanned); back to
+    0015 the scan columns go and the file row stays as it was."""
+    with app_at(database_url, tmp_path, "0015") as app, app.app_context():
+        insert_0011_mails()
+        db.session.execute(sa.text(
+            "INSERT INTO submission_file (id, submission_id, field, position, name, path, "
+            "content_type, size) VALUES (1, 'with_mails', 'attachment', 0, 'cv.pdf', "
+            "'with_mails/attachment.pdf', 'application/pdf', 10)"))
+        db.session.commit()
+        before = files_rows()
+        db.session.commit()  # no read left open: the revision alters the table
+        flask_migrate.upgrade(directory=str(MIGRATIONS), revision="0016")
+        found = db.session.execute(sa.text(
+            "SELECT scan_state, scan_detail FROM submission_file")).all()
+        assert found and all(tuple(row) == (None, None) for row in found)
+        db.session.execute(sa.text("UPDATE submission_file SET scan_state = 'infected', "
+                                   "scan_detail = 'Eicar-Test-Signature'"))
+        db.session.commit()
+        flask_migrate.downgrade(directory=str(MIGRATIONS), revision="0015")
+        assert files_rows() == before
+        db.session.commit()

@@ -24,7 +24,7 @@ Query = TypeVar("Query", bound=Select)  # type: ignore[type-arg]
 OWNER_ONLY = frozenset({
     "admin.resend", "admin.send_webhook_again", "admin.spam", "admin.not_spam",
     "admin.delete", "admin.outbox_page", "admin.retry", "admin.export_csv",
-    "admin.export_json", "admin.erase", "admin.audit_page",
+    "admin.export_json", "admin.erase", "admin.audit_page", "admin.infected_file",
 })
 
 

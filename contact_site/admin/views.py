@@ -43,6 +43,7 @@ from ..submissions.answers import answers_of
 from ..submissions.models import (
     ANSWERED,
     ARCHIVED,
+    INFECTED,
     NEW,
     READ,
     SLUG_MAX,
@@ -307,6 +308,16 @@ def download_file(submission_id: str, file_id: int) -> ResponseReturnValue:
     stored = queries.file_of(_submission(submission_id).id, file_id)
     if stored is None:
         abort(404, description=_("This message has no file with this id."))
+    if stored.scan_state == INFECTED:  # an owner, after a warning; a responder never
+        if not scope.is_owner():
+            abort(404, description=_("This message has no file with this id."))
+        return redirect(url_for("admin.infected_file", submission_id=submission_id,
+                                file_id=file_id))
+    return _download(stored)
+
+
+def _download(stored: SubmissionFile) -> Response:
+    """The file as a download, never shown by the browser; 404 once it is no longer kept."""
     path = _stored_file(stored)
     if path is None:
         abort(404, description=_("This file is no longer kept."))
@@ -315,6 +326,19 @@ def download_file(submission_id: str, file_id: int) -> ResponseReturnValue:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
+
+
+@bp.route("/submissions/<submission_id>/files/<int:file_id>/infected", methods=["GET", "POST"])
+def infected_file(submission_id: str, file_id: int) -> ResponseReturnValue:
+    """An infected file: a warning first; the download only by its own POST, audited."""
+    stored = queries.file_of(_submission(submission_id).id, file_id)
+    if stored is None or stored.scan_state != INFECTED:
+        abort(404, description=_("This message has no infected file with this id."))
+    if request.method == "GET":
+        return render_template("admin/infected.html", stored=stored, submission_id=submission_id)
+    audit.record("infected file downloaded", owner(), submission_id,
+                 detail=f"file {stored.id}, {stored.scan_detail or ''}")
+    return _download(stored)
 
 
 @bp.post("/submissions/<submission_id>/state")
@@ -402,7 +426,8 @@ def outbox_page() -> ResponseReturnValue:
     shows_webhooks = (any(form.webhooks for form in declaration_of().forms)
                       or any(counts[health.WEBHOOKS].values()))
     return render_template("admin/outbox.html", counts=counts, failed=actions.failed_mails(),
-                           failed_webhooks=failed_webhooks, shows_webhooks=shows_webhooks)
+                           failed_webhooks=failed_webhooks, shows_webhooks=shows_webhooks,
+                           scanner=health.scanner())
 
 
 @bp.post("/outbox/retry")

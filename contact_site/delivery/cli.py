@@ -27,7 +27,8 @@ outbox_cli = AppGroup("outbox", help="Watch and drive the outbox (mails and webh
 @outbox_cli.command("status")
 def status_command() -> None:
     """Counts by status of mails and webhook deliveries, the oldest queued one's age, stale
-    claims, the failures and the spam verdicts of the last 24 hours."""
+    claims, the failures, the virus scanner (when scanning is on) and the spam verdicts of
+    the last 24 hours."""
     counts = health.kind_counts()
     echo_escaped(f"{'':8} {health.MAILS:6} {health.WEBHOOKS}")
     for status, mails in counts[health.MAILS].items():
@@ -49,6 +50,9 @@ def status_command() -> None:
         echo_escaped(f"failed {row.id} {_delivery(row)} after {row.attempts} attempt(s): "
                      f"{row.last_error or ''}")
     _echo_config_error(now)
+    scanning = health.scanner()
+    if scanning is not None:
+        echo_escaped(f"scanner: {scanning.state} ({scanning.waiting} file(s) waiting for a scan)")
     # So that a rule catching real visitors is noticed (false positives).
     verdicts = verdict_counts(now - VERDICT_WINDOW)
     echo_escaped("verdicts of the last 24 h: "

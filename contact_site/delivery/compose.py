@@ -25,7 +25,15 @@ from .. import i18n
 from ..app_state import state_of
 from ..forms import Form, declaration_of, local_text
 from ..submissions.answers import Answer, answers_of
-from ..submissions.models import DEFAULT_FORM, SUSPECT, Submission, SubmissionFile
+from ..submissions.models import (
+    DEFAULT_FORM,
+    INFECTED,
+    PENDING,
+    SUSPECT,
+    UNSCANNED,
+    Submission,
+    SubmissionFile,
+)
 from ..webhooks.chat import console_link
 from .headers import parse_address
 from .mime import CRLFMessage, base64_lines
@@ -90,6 +98,7 @@ def owner_mail(submission: Submission) -> CRLFMessage:
         fields=shown_fields(submission), built_in=is_built_in(submission),
         form_title=local_text(form.title, i18n.owner_language()) if form else form_slug(submission),
         console_link=console_link(submission.id),
+        attached={stored.id for stored in submission.files if attachable(stored)},
     )
     # Exactly one address, the validated one, whatever the name holds.
     visitor = Address(submission.name or "", addr_spec=submission.email)
@@ -97,10 +106,25 @@ def owner_mail(submission: Submission) -> CRLFMessage:
     message.address_headers["Reply-To"] = (visitor,)
     uploads = Path(current_app.config["UPLOAD_FOLDER"])
     for stored in submission.files:
-        if stored.path:  # None once retention deleted it: named in the text, not attached
+        # None once retention deleted it; withheld by its scan: named in the text only.
+        if stored.path and attachable(stored):
             message.attach_file(stored.name, stored.content_type or "application/octet-stream",
                                 uploads / stored.path)
     return message
+
+
+def attachable(stored: SubmissionFile) -> bool:
+    """Whether the owner's mail may carry the file, by its virus scan (scan_gate.py): never
+    an infected one; an unscanned one only under CONTACT_SCAN_UNAVAILABLE=send; a pending
+    one only once scanning is turned off."""
+    config = current_app.config
+    if stored.scan_state == INFECTED:
+        return False
+    if stored.scan_state == UNSCANNED:
+        return bool(config["CONTACT_SCAN_UNAVAILABLE"] == "send")
+    if stored.scan_state == PENDING:
+        return not config["CONTACT_CLAMD"]
+    return True
 
 
 def is_built_in(submission: Submission) -> bool:

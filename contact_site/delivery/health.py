@@ -8,6 +8,11 @@ batch goes back to the queue without an attempt counted, every queued mail waits
 until the next try (the usual backoff, growing with each failure in a row, capped at
 DELIVERY_RETRY_MAX_SECONDS) and that wait does not count towards its give-up time.
 The first connection that works again clears the error and releases the held mails.
+
+With virus scanning on (CONTACT_CLAMD), the scanner's state and the files still waiting
+for a scan are shown beside the SMTP state. A scanner that does not answer is reported
+the same way as a configuration error: in the details, while the site keeps taking
+messages (the files wait, or go marked unscanned, as CONTACT_SCAN_UNAVAILABLE says).
 """
 
 from __future__ import annotations
@@ -19,13 +24,15 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app
 from sqlalchemy import func, select, update
 
 from ..database import utcnow
 from ..escaping import escape_controls
 from ..extensions import db
+from ..submissions.models import PENDING, SubmissionFile
 from ..submissions.queries import VERDICT_WINDOW, verdict_counts
-from . import outbox
+from . import outbox, scan_gate
 from .models import MailKind, OutboxMail, SMTPHealth, Status
 
 log = logging.getLogger("contact_site.delivery")
@@ -103,17 +110,53 @@ def config_error() -> ConfigErrorState | None:
     return ConfigErrorState(found.error, found.since, found.failures, found.retry_at)
 
 
+@dataclass(frozen=True)
+class ScannerState:
+    """The virus scanner as the operator sees it: whether clamd answers (`up` or `down`),
+    how many stored files still wait for their scan, and the policy while it is down."""
+
+    state: str
+    waiting: int
+    policy: str
+
+    @property
+    def up(self) -> bool:
+        """Whether clamd answered."""
+        return self.state == "up"
+
+
+def files_waiting_for_scan() -> int:
+    """Stored files whose scan has not been done yet (their owner's mail waits for it)."""
+    return db.session.scalar(select(func.count()).select_from(SubmissionFile).where(
+        SubmissionFile.scan_state == PENDING)) or 0
+
+
+def scanner() -> ScannerState | None:
+    """The scanner's state and the files waiting for it; None while scanning is off."""
+    state = scan_gate.scanner_state()
+    if state is None:
+        return None
+    return ScannerState(state, files_waiting_for_scan(),
+                        str(current_app.config["CONTACT_SCAN_UNAVAILABLE"]))
+
+
 def report() -> dict[str, Any]:
     """What /healthz tells the operator: outbox counts (all rows, then mails and webhook
-    deliveries apart), the SMTP state, the day's verdicts."""
+    deliveries apart), the SMTP state, the day's verdicts, and with scanning on the
+    scanner's state and the files waiting for a scan."""
     smtp: dict[str, str | None] = {"error": None, "since": None}
     state = config_error()
     if state is not None:  # the reason may hold a server's reply: escaped
         smtp = {"error": escape_controls(state.error),
                 "since": state.since.isoformat(timespec="seconds") + "Z"}
     # The verdicts, so that a rule catching real visitors is noticed (false positives).
-    return {"outbox": outbox.status_counts(), **kind_counts(), "smtp": smtp,
-            "verdicts": verdict_counts(utcnow() - VERDICT_WINDOW)}
+    details: dict[str, Any] = {"outbox": outbox.status_counts(), **kind_counts(), "smtp": smtp,
+                               "verdicts": verdict_counts(utcnow() - VERDICT_WINDOW)}
+    scanning = scanner()
+    if scanning is not None:  # absent while scanning is off, as before it existed
+        details["scanner"] = scanning.state
+        details["scan_pending"] = scanning.waiting
+    return details
 
 
 SETTINGS_REFUSED = "the mail settings do not work, so every mail waits until they are fixed"

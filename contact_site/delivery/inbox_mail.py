@@ -103,7 +103,7 @@ def digest_context(data: dict[str, Any]) -> dict[str, Any]:
     return {"arrived": listed("arrived"), "new": listed("new"),
             "unanswered": listed("unanswered"), "failed": failed,
             "since": datetime.fromisoformat(str(data["since"])) if data.get("since") else None,
-            "days": data.get("unanswered_days", 2)}
+            "days": data.get("unanswered_days", 2), "scan_waiting": data.get("scan_waiting", 0)}
 
 
 def shown(submission: Submission) -> dict[str, Any]:

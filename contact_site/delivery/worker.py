@@ -13,7 +13,7 @@ from flask import Flask, current_app
 
 from ..daily_jobs import daily_jobs_of
 from ..database import utcnow
-from . import health, lease, outbox, smtp, webhook_delivery
+from . import health, lease, outbox, scan_gate, smtp, webhook_delivery
 from .context import LoopContext
 from .inbox_mail import compose_row
 from .lease import LeaseKeeper
@@ -149,6 +149,11 @@ def _prepare(keeper: LeaseKeeper, row: OutboxMail) -> Prepared | None:
     keeper's last check, see LeaseKeeper.still_held).
     """
     started = time.monotonic()
+    held = scan_gate.hold_reason(row)  # never raises for the scanner: it answers unscanned
+    if held is not None:
+        if keeper.still_held(row):
+            _conclude(keeper, row, Status.QUEUED, held, started)
+        return None
     try:
         message = compose_row(row)
     except Exception as error:  # a poison row, e.g. its attachment gone from disk

@@ -5,6 +5,8 @@ At CONTACT_DIGEST_HOUR in CONTACT_TIMEZONE the first process to take the day's t
 (one atomic UPDATE of a `maintenance` row, as retention does) queues one digest per
 recipient address through the outbox, so it is retried like any mail. A digest row
 holds ids and counts, never a visitor's words: what it names is read when it is sent.
+With virus scanning on, it also counts the recipient's files still waiting for their scan
+(their mail waits with them while the scanner is away).
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from ..delivery import outbox
 from ..delivery.models import MailKind, OutboxMail, Status
 from ..extensions import db
 from ..forms import declaration_of
-from ..submissions.models import ANSWERED, ARCHIVED, NEW, SPAM, Submission
+from ..submissions.models import (
+    ANSWERED,
+    ARCHIVED,
+    NEW,
+    PENDING,
+    SPAM,
+    Submission,
+    SubmissionFile,
+)
 from .models import MaintenanceRun
 
 log = logging.getLogger("contact_site.records")
@@ -86,7 +96,8 @@ def contents(address: str, since: datetime, now: datetime) -> dict[str, Any]:
     """One recipient's digest as its outbox row keeps it: ids and counts, no visitor text.
 
     Failures are every mail and webhook of theirs still failed: named each morning until
-    the owner sends it again or deletes the message."""
+    the owner sends it again or deletes the message. `scan_waiting` counts their files
+    still waiting for a virus scan (0 while scanning is off)."""
     theirs = select(Submission.id).where(func.lower(Submission.recipient_address) == address,
                                          Submission.verdict != SPAM)
     failed = db.session.execute(
@@ -95,6 +106,11 @@ def contents(address: str, since: datetime, now: datetime) -> dict[str, Any]:
         .where(func.lower(Submission.recipient_address) == address,
                OutboxMail.status == Status.FAILED)
         .order_by(OutboxMail.id).limit(LISTED_MAX)).all()
+    scan_waiting = db.session.scalar(
+        select(func.count()).select_from(SubmissionFile)
+        .join(Submission, Submission.id == SubmissionFile.submission_id)
+        .where(func.lower(Submission.recipient_address) == address,
+               Submission.verdict != SPAM, SubmissionFile.scan_state == PENDING)) or 0
     return {
         "since": since.isoformat(timespec="seconds"),
         "arrived": _ids(theirs.where(Submission.created_at >= since)),
@@ -106,6 +122,7 @@ def contents(address: str, since: datetime, now: datetime) -> dict[str, Any]:
         "failed": [{"id": row_id, "kind": str(kind), "submission_id": submission_id,
                     "reason": (error or "")[:200]}
                    for row_id, kind, submission_id, error in failed],
+        "scan_waiting": scan_waiting,
     }
 
 

@@ -69,6 +69,12 @@ class ScanResult:
     signature: str | None = None
     reason: str | None = None
 
+    @property
+    def scanner_away(self) -> bool:
+        """Unscanned because the scanner could not be asked (down, slow, confused): trying
+        again later may succeed, unlike a file too large for it."""
+        return self.state == "unscanned" and self.reason != TOO_LARGE_REASON
+
     @classmethod
     def unscanned(cls, reason: str) -> ScanResult:
         """A file the scanner did not vouch for, and why."""

@@ -33,6 +33,12 @@ VERDICTS = (HAM, SUSPECT, SPAM)
 # console, then read, answered or archived as the owner sets it.
 NEW, READ, ANSWERED, ARCHIVED = "new", "read", "answered", "archived"
 STATES = (NEW, READ, ANSWERED, ARCHIVED)
+# A stored file's virus scan (contact_site.scanning), while CONTACT_CLAMD is set: pending
+# until the delivery worker scans it, then clean, infected (detail: the signature) or
+# unscanned (detail: why). None: stored while scanning was off.
+PENDING, CLEAN, INFECTED, UNSCANNED = "pending", "clean", "infected", "unscanned"
+SCAN_STATES = (PENDING, CLEAN, INFECTED, UNSCANNED)
+SCAN_DETAIL_MAX = 200
 # Gmail ignores dots in the part before the @; other providers may not, so only these.
 DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 
@@ -126,4 +132,11 @@ class SubmissionFile(Model):
     path: Mapped[str | None] = mapped_column(String(FILE_NAME_MAX))
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int]
+    scan_state: Mapped[str | None] = mapped_column(String(16))
+    scan_detail: Mapped[str | None] = mapped_column(String(SCAN_DETAIL_MAX))
     submission: Mapped[Submission] = relationship(back_populates="files")
+
+    @property
+    def withheld(self) -> bool:
+        """Whether no mail may carry it: infected, or still waiting for its scan."""
+        return self.scan_state in (PENDING, INFECTED)

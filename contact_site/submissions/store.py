@@ -20,7 +20,7 @@ from ..extensions import db
 from ..write_queue import writing
 from .content import content_hash, new_submission_key
 from .files import CheckedUpload, store_file
-from .models import HAM, SPAM, Submission, SubmissionFile, mailbox_key
+from .models import HAM, PENDING, SPAM, Submission, SubmissionFile, mailbox_key
 from .queries import find_by_key, thank_you_count
 
 # The first of PostgreSQL's two advisory-lock keys: this lock's own space of keys.
@@ -134,7 +134,8 @@ def _store_upload(data: NewSubmission, submission: Submission, folder: Path) -> 
         stored = store_file(upload, folder, f"{field}-{position}" if position else field)
         submission.files.append(SubmissionFile(
             field=field, position=position, name=upload.filename, size=upload.size,
-            content_type=upload.content_type, path=str(stored.relative_to(folder.parent))))
+            content_type=upload.content_type, path=str(stored.relative_to(folder.parent)),
+            scan_state=PENDING if current_app.config["CONTACT_CLAMD"] else None))
 
 
 def _add_and_commit(data: NewSubmission, submission: Submission,

@@ -1,9 +1,10 @@
 """What a webhook sends: the body of each event, in each format.
 
 `standard` is the JSON event of the Standard Webhooks format: the submission's declared
-values and its files' metadata, never their contents. `slack` and `ntfy` are short
-notices for people (chat.py). Each body is built from the stored submission as it is
-when called: a file deleted meanwhile is listed without its hash.
+values and its files' metadata (with their virus scan, when scanning is on), never their
+contents. `slack` and `ntfy` are short notices for people (chat.py). Each body is built
+from the stored submission as it is when called: a file deleted meanwhile is listed
+without its hash, and a file's scan is the one stored at that attempt.
 """
 
 from __future__ import annotations
@@ -64,9 +65,15 @@ def file_sha256(stored: SubmissionFile) -> str | None:
 
 
 def file_entry(stored: SubmissionFile) -> dict[str, Any]:
-    """One file's metadata as the standard event lists it."""
-    return {"field": stored.field, "name": stored.name, "content_type": stored.content_type,
-            "size": stored.size, "sha256": file_sha256(stored)}
+    """One file's metadata as the standard event lists it; with its virus scan as it stands
+    at this attempt (state, and the signature or the reason) when it was stored with
+    scanning on. Never its contents."""
+    entry: dict[str, Any] = {"field": stored.field, "name": stored.name,
+                             "content_type": stored.content_type, "size": stored.size,
+                             "sha256": file_sha256(stored)}
+    if stored.scan_state is not None:
+        entry["scan"] = {"state": stored.scan_state, "detail": stored.scan_detail}
+    return entry
 
 
 def submission_created(submission: Submission) -> dict[str, Any]:

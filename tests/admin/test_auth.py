@@ -35,6 +35,8 @@ ROUTES = [
     ("GET", "/admin/"),
     ("GET", "/admin/submissions/{id}"),
     ("GET", "/admin/submissions/{id}/files/{file}"),
+    ("GET", "/admin/submissions/{id}/files/{file}/infected"),
+    ("POST", "/admin/submissions/{id}/files/{file}/infected"),
     ("POST", "/admin/submissions/{id}/state"),
     ("POST", "/admin/submissions/{id}/reply"),
     ("POST", "/admin/submissions/{id}/notes"),

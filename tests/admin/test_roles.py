@@ -67,6 +67,8 @@ def webhook_or_mail_id(app: Flask, submission_id: str) -> int:
 ROUTES = [
     ("GET", "/admin/submissions/{id}", 200, 404),
     ("GET", "/admin/submissions/{id}/files/{file}", 200, 404),
+    ("GET", "/admin/submissions/{id}/files/{file}/infected", 403, 403),
+    ("POST", "/admin/submissions/{id}/files/{file}/infected", 403, 403),
     ("POST", "/admin/submissions/{id}/state", 303, 404),
     ("POST", "/admin/submissions/{id}/reply", 303, 404),
     ("POST", "/admin/submissions/{id}/notes", 303, 404),

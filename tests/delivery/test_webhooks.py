@@ -29,7 +29,7 @@ from contact_site.records.privacy import delete_submission
 from contact_site.submissions.models import Submission
 from support.forms_files import HONEYPOT, post_declared, write_forms
 from support.outbox import deliver_now, make_due, rows
-from support.processes import CELERY, PROJECT_ROOT, free_port, worker_env
+from support.processes import CELERY, PROJECT_ROOT, reserved_port, worker_env
 from support.smtp_server import SMTPTestServer
 from support.waiting import wait_until
 from support.webhook_receiver import ReceivedRequest, WebhookReceiver
@@ -462,7 +462,8 @@ def test_a_webhook_queued_while_the_receiver_is_down_is_delivered_after_a_restar
         make_app, tmp_path, monkeypatch):
     """Nothing listens: the delivery thread's attempt is transient; with that app stopped
     and the receiver up, a new app's thread delivers it, under the same webhook-id."""
-    port = free_port()
+    holder = reserved_port()  # refused meanwhile, and taken by no other test
+    port = holder.getsockname()[1]
     url = f"http://127.0.0.1:{port}/hook"
     first = site(make_app, tmp_path, monkeypatch, hook(url), deliver=True)
     submission_id = submitted(first)
@@ -470,6 +471,7 @@ def test_a_webhook_queued_while_the_receiver_is_down_is_delivered_after_a_restar
     backend_of(first).stop()
     waiting = the_webhook(first)
     assert waiting.status == "queued" and "ConnectError" in (waiting.last_error or "")
+    holder.close()
     with WebhookReceiver(port=port) as receiver:
         second = site(make_app, tmp_path, monkeypatch, hook(url), deliver=True)
         wait_until(lambda: the_webhook(second).status == "sent", 15, "the webhook sent")

@@ -90,6 +90,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def reserved_port() -> socket.socket:
+    """A loopback port held by a bound socket that does not listen: a client is refused
+    there, and no other test can take the port until the socket is closed."""
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", 0))
+    return holder
+
+
 def start_gunicorn(app: Flask, tmp_path: Path, *args: str, wait: bool = True,
                    **settings: Any) -> tuple[subprocess.Popen[bytes], Path, int]:
     """gunicorn as an operator runs it (gunicorn.conf.py from the project folder), with a
