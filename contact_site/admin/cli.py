@@ -60,11 +60,7 @@ def _role(role: str, recipients: str) -> tuple[str, str]:
 
 def declared_recipient_slugs() -> list[str]:
     """Every recipient slug the forms file (or CONTACT_RECIPIENTS) declares, once each."""
-    found: dict[str, None] = {}
-    for form in declaration_of().forms:
-        for recipient in form.recipients:
-            found.setdefault(recipient.slug, None)
-    return list(found)
+    return [recipient.slug for recipient in declaration_of().recipients()]
 
 
 @users_cli.command("create")

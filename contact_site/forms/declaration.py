@@ -354,6 +354,14 @@ class Declaration(Declared):
         """The form served at /f/<slug>, or None."""
         return next((f for f in self.forms if f.slug == slug), None)
 
+    def recipients(self) -> list[Recipient]:
+        """Every recipient the forms send to, once each (by slug), in the file's order."""
+        found: dict[str, Recipient] = {}
+        for form in self.forms:
+            for recipient in form.recipients:
+                found.setdefault(recipient.slug, recipient)
+        return list(found.values())
+
     def completed(self, recipients: Sequence[Recipient]) -> Declaration:
         """Every form completed from CONTACT_RECIPIENTS (Form.completed)."""
         return self.model_copy(update={"forms": tuple(f.completed(recipients)

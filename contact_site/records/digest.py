@@ -81,11 +81,7 @@ def take_turn(now: datetime) -> datetime | None:
 
 def recipient_addresses() -> list[str]:
     """Every address a form sends to, once each, in the order the forms file names them."""
-    found: dict[str, None] = {}
-    for form in declaration_of().forms:
-        for recipient in form.recipients:
-            found.setdefault(recipient.address.lower(), None)
-    return list(found)
+    return list(dict.fromkeys(r.address.lower() for r in declaration_of().recipients()))
 
 
 def _ids(query: Any) -> list[str]:

@@ -135,8 +135,3 @@ class SubmissionFile(Model):
     scan_state: Mapped[str | None] = mapped_column(String(16))
     scan_detail: Mapped[str | None] = mapped_column(String(SCAN_DETAIL_MAX))
     submission: Mapped[Submission] = relationship(back_populates="files")
-
-    @property
-    def withheld(self) -> bool:
-        """Whether no mail may carry it: infected, or still waiting for its scan."""
-        return self.scan_state in (PENDING, INFECTED)
