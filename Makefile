@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.export_memory
 	$(BIN)/python -m benchmarks.webhooks
+	$(BIN)/python -m benchmarks.scanning
 
 # Debian packages the tests use: Chromium (playwright cannot download one here), faketime,
 # poppler-utils, fonts-noto-cjk.

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 from collections import Counter
+from email.message import Message
 from pathlib import Path
 
 import pytest
+from flask import Flask
 
 from contact_site.delivery import celery as backend
 from contact_site.delivery.backend import backend_of
+from contact_site.delivery.models import MailKind, OutboxMail, Status
+from contact_site.extensions import db
+from contact_site.submissions.models import SubmissionFile
 from support.factories import queue_submissions
 from support.forms import post_form
 from support.outbox import row, rows, statuses
@@ -23,17 +29,25 @@ pytestmark = [pytest.mark.each_database,
               pytest.mark.settings(DELIVERY_BACKEND="celery", CELERY_BROKER_URL=BROKER_URL)]
 
 
-@pytest.fixture
-def celery_worker(app, tmp_path, redis_broker):
-    """`celery -A contact_site.celery_app worker` as a subprocess, stopped by its PID."""
-    log = tmp_path / "celery.log"
+def start_worker(app: Flask, log: Path) -> subprocess.Popen[bytes]:
+    """`celery -A contact_site.celery_app worker` for this app's database, as a subprocess."""
+    scanning = {"CONTACT_CLAMD": app.config["CONTACT_CLAMD"],
+                "CONTACT_SCAN_TIMEOUT": app.config["CONTACT_SCAN_TIMEOUT"]}
     env = worker_env(app, DELIVERY_BACKEND="celery", CELERY_BROKER_URL=BROKER_URL,
-                     DELIVERY_CLAIM_SECONDS=5)
+                     DELIVERY_CLAIM_SECONDS=5,
+                     **(scanning if app.config["CONTACT_CLAMD"] else {}))
     with log.open("ab") as out:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [CELERY, "-A", "contact_site.celery_app", "worker", "--concurrency", "1",
              "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def celery_worker(app, tmp_path, redis_broker):
+    """The worker for the test's app, stopped by its PID."""
+    log = tmp_path / "celery.log"
+    process = start_worker(app, log)
     yield process
     assert stop_process(process, timeout=20) is not None
     assert "contact_site.deliver_due" in log.read_text(), "the worker ran no task"
@@ -96,3 +110,54 @@ def test_pool_process_killed_mid_send_loses_nothing(app, smtp_server, celery_wor
     copies = Counter(mail.message["Message-ID"] for mail in smtp_server.messages)
     assert set(copies) == {r.message_id for r in rows(app)}
     assert sum(copies.values()) <= 4
+
+
+@pytest.mark.timeout(120)
+def test_the_worker_scans_files_and_holds_the_mail_while_clamd_is_away(
+        make_app, database_url, tmp_path, redis_broker, clamd, smtp_server):
+    """Scanning lives in the worker on this backend too: an infected file is withheld with
+    its signature; with clamd stopped the next owner's mail waits, its file pending, and
+    goes with the file attached once clamd is back."""
+    app = make_app(deliver=False, DATABASE_URL=database_url, DELIVERY_BACKEND="celery",
+                   CELERY_BROKER_URL=BROKER_URL, CONTACT_CLAMD=clamd.tcp_address,
+                   CONTACT_SCAN_TIMEOUT=2)
+    clean = b"Notes on the analytical engine.\n"
+    process = start_worker(app, tmp_path / "celery.log")
+    try:
+        infected = post_form(app.test_client(), attachment=(
+            io.BytesIO(b"hello " + clamd.marker + b"\n"), "virus.txt"))
+        assert infected.status_code == 303
+        first = owner_copies(smtp_server, 1)[0]
+        assert [part.get_filename() for part in first.iter_attachments()] == []
+        assert clamd.signature in " ".join(str(first.get_body(("plain",))).split())
+
+        clamd.stop()
+        assert post_form(app.test_client(), attachment=(
+            io.BytesIO(clean), "notes.txt")).status_code == 303
+        wait_until(lambda: held(app), 30, "the second owner's mail held with its file pending")
+        assert len(owner_copies(smtp_server, 0)) == 1
+        clamd.start()
+        second = owner_copies(smtp_server, 2)[1]
+        assert {part.get_filename(): part.get_payload(decode=True)
+                for part in second.iter_attachments()} == {"notes.txt": clean}
+        with app.app_context():
+            assert sorted(db.session.scalars(db.select(SubmissionFile.scan_state))) == [
+                "clean", "infected"]
+    finally:
+        assert stop_process(process, timeout=20) is not None
+
+
+def owner_copies(smtp_server, count: int) -> list[Message]:
+    """The owner's mails received so far, waiting until there are `count`."""
+    def found() -> list[Message]:
+        return [m.message for m in smtp_server.messages if "sales@example.com" in m.rcpt_tos]
+    wait_until(lambda: len(found()) >= count, 60, f"{count} owner's mails")
+    return found()
+
+
+def held(app: Flask) -> bool:
+    """Whether an owner's mail is queued after an attempt that said it waits for the scan."""
+    with app.app_context():
+        return any(mail.kind == MailKind.OWNER and mail.status == Status.QUEUED
+                   and "held until its files are scanned" in (mail.last_error or "")
+                   for mail in db.session.scalars(db.select(OutboxMail)))
