@@ -103,6 +103,38 @@ def _ca_file(name: str, value: Any) -> str | None:
     return path
 
 
+HOST_NAME = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)"
+                       r"(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*", re.IGNORECASE)
+
+
+def _host_name(name: str, value: Any) -> str | None:
+    """A host name such as mail.example.com (EHLO's greeting): never an address literal."""
+    text = str(value).strip().rstrip(".")
+    if not text:
+        return None
+    if not HOST_NAME.fullmatch(text) or text.replace(".", "").isdigit():
+        raise ConfigError(name, f"must be a host name such as mail.example.com, got {value!r}")
+    return text
+
+
+def _dkim_key_file(name: str, value: Any) -> str | None:
+    """A readable PEM RSA private key that signs: a bad key stops start-up, not the mail."""
+    path = str(value).strip()
+    if not path:
+        return None
+    if not Path(path).is_file() or not os.access(path, os.R_OK):
+        raise ConfigError(name, f"must name a readable file, got {path!r}")
+    import dkim  # imported here: only this setting needs it
+
+    try:
+        dkim.sign(b"From: check@example.com\r\n\r\nkey check\r\n", b"check",
+                  b"example.com", Path(path).read_bytes())
+    except (dkim.DKIMException, ValueError, IndexError, KeyError) as error:
+        raise ConfigError(name, f"must hold an RSA private key in PEM (of at least 1024 bits) "
+                                f"that can sign: {error}") from None
+    return path
+
+
 def _log_level(name: str, value: Any) -> str:
     level = str(value).strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -282,6 +314,12 @@ SETTINGS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "MAIL_DEFAULT_SENDER": ("Contact form <noreply@localhost>", _text),
     "MAIL_TIMEOUT": (30, _integer(1, 3600)),
     "MAIL_TLS_CA_FILE": (None, _ca_file),
+    # EHLO's name; unset: the domain of MAIL_DEFAULT_SENDER.
+    "MAIL_HELO_NAME": (None, _host_name),
+    # DKIM signatures (delivery/dkim.py), all three or none.
+    "DKIM_DOMAIN": (None, _host_name),
+    "DKIM_SELECTOR": (None, _text),
+    "DKIM_PRIVATE_KEY_FILE": (None, _dkim_key_file),
     "CONTACT_RECIPIENTS": ("Site Owner <owner@localhost>", parse_recipients),
     "CONTACT_FORMS_FILE": (None, _text),  # unset: the one built-in form (contact_site/forms)
     "CONTACT_SUBJECT_PREFIX": ("[Contact]", _text),
@@ -377,9 +415,35 @@ def _derive(app: Flask, explicit: set[str]) -> None:
     config["MAIL_SUPPRESS_SEND"] = False  # Flask-Mail suppresses under TESTING otherwise
     if config["MAIL_USE_TLS"] and config["MAIL_USE_SSL"]:
         raise ConfigError("MAIL_USE_SSL", "cannot be true together with MAIL_USE_TLS")
+    config["MAIL_HELO_NAME"] = config["MAIL_HELO_NAME"] or _sender_domain(
+        config["MAIL_DEFAULT_SENDER"])
+    _check_dkim(config)
     # The development mailbox may point MAIL_SERVER at itself, but never over a
     # server the operator named.
     config["CONTACT_EXPLICIT_SETTINGS"] = frozenset(explicit)
+
+
+def _sender_domain(sender: str) -> str:
+    """The domain of MAIL_DEFAULT_SENDER, which EHLO names by default."""
+    address = getaddresses([sender])[0][1]
+    domain = address.rpartition("@")[2].strip().rstrip(".")
+    if not domain or not HOST_NAME.fullmatch(domain):
+        raise ConfigError("MAIL_DEFAULT_SENDER", f"must be an address with a domain, got "
+                                                 f"{sender!r} (or set MAIL_HELO_NAME)")
+    return domain
+
+
+def _check_dkim(config: Mapping[str, Any]) -> None:
+    """DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY_FILE go together."""
+    names = ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY_FILE")
+    given = [name for name in names if config[name]]
+    if given and len(given) < len(names):
+        missing = ", ".join(name for name in names if name not in given)
+        raise ConfigError(missing, f"must be set too: DKIM signing needs {', '.join(names)}")
+    selector = config["DKIM_SELECTOR"]
+    if selector and not HOST_NAME.fullmatch(selector):
+        raise ConfigError("DKIM_SELECTOR", f"must be a DNS label such as 'mail2026', "
+                                           f"got {selector!r}")
 
 
 def is_placeholder_key(key: str) -> bool:

@@ -64,8 +64,9 @@ def start_sink(app: Flask) -> bool:
     port = app.config["DEV_MAILBOX_PORT"]
     if str(folder) in _controllers:
         return True
+    # SMTPUTF8 as most providers offer it: mails to international addresses are captured.
     controller = Controller(SaveToFolder(folder), hostname="127.0.0.1", port=port,
-                            data_size_limit=64 * 2**20)
+                            data_size_limit=64 * 2**20, enable_SMTPUTF8=True)
     try:
         controller.start()
     except (OSError, RuntimeError):

@@ -25,9 +25,6 @@ from .characters import describe_character, hidden_in_line, hidden_in_message
 
 # U+0085, U+2028 and U+2029 end a line for some mail software though they are not Cc.
 LINE_SEPARATORS = {"\u0085", "\u2028", "\u2029"}
-# Such addresses need SMTPUTF8, which our outgoing path does not offer.
-NON_ASCII_LOCAL_PART = _l("Enter an address whose part before the @ uses only the letters a-z, "
-                          "digits and . _ + - : we cannot send mail to other characters there.")
 # How an error names a field with a fixed meaning (its label alone reads oddly in a sentence).
 FIELD_WORDS = {"name": _l("Your name"), "email": _l("Your email address"),
                "subject": _l("The subject"), "message": _l("Your message")}
@@ -128,21 +125,20 @@ def invalid_address(error: EmailNotValidError) -> str:
 
 
 def email_address(_form: Any, field: Any) -> None:
-    """One real-looking address, which the SMTP path can carry; kept in ASCII form."""
+    """One real-looking address; its domain kept in ASCII form. A part before the @ in
+    other scripts (`用户@例子.中国`) is valid: mails to it go with SMTPUTF8 (RFC 6531)."""
     if not field.data:
         return
-    if not field.data.rpartition("@")[0].isascii():
-        raise ValidationError(NON_ASCII_LOCAL_PART)
     try:
         # strict: RFC 5321's 64 octets before the @ (254 in all is always checked).
         result = validate_email(
-            field.data, check_deliverability=False, allow_smtputf8=False,
+            field.data, check_deliverability=False, allow_smtputf8=True,
             allow_display_name=False, allow_domain_literal=False, strict=True,
         )
     except EmailNotValidError as error:
         raise ValidationError(invalid_address(error)) from None
-    address = result.ascii_email or result.normalized
-    if len(address) > EMAIL_MAX:  # an IDN domain grows when written in ASCII
+    address = result.ascii_email or f"{result.local_part}@{result.ascii_domain}"
+    if len(address.encode()) > EMAIL_MAX:  # an IDN domain grows when written in ASCII
         raise ValidationError(str(ADDRESS_TOO_LONG))
     field.data = address
 

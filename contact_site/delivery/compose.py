@@ -35,7 +35,7 @@ from ..submissions.models import (
     SubmissionFile,
 )
 from ..webhooks.chat import console_link
-from .headers import parse_address
+from .headers import mailbox, parse_address
 from .mime import CRLFMessage, base64_lines
 from .models import MailKind
 
@@ -50,7 +50,10 @@ def build_message(template: str, subject: str, to: Address, **context: Any) -> C
 
 
 def message_with_bodies(subject: str, to: Address, body: str, html: str | None) -> CRLFMessage:
-    """A message from MAIL_DEFAULT_SENDER (shown with the site's name) to one address."""
+    """A message from MAIL_DEFAULT_SENDER (shown with the site's name) to one address; a
+    text written alone gets an HTML part made of its own words (mail/text.html)."""
+    if html is None:
+        html = render_template("mail/text.html", title=subject, paragraphs=paragraphs(body))
     sender = parse_address(current_app.config["MAIL_DEFAULT_SENDER"])
     site_name = declaration_of().site.name
     if site_name:  # the site's name shown, the configured address kept
@@ -61,14 +64,26 @@ def message_with_bodies(subject: str, to: Address, body: str, html: str | None) 
     return message
 
 
+def paragraphs(text: str) -> list[list[str]]:
+    """The text's paragraphs (split at blank lines), each a list of its lines."""
+    found: list[list[str]] = [[]]
+    for line in text.splitlines():
+        if line.strip():
+            found[-1].append(line)
+        elif found[-1]:
+            found.append([])
+    return [paragraph for paragraph in found if paragraph]
+
+
 def compose(kind: str, submission: Submission, message_id: str,
-            created_at: datetime) -> CRLFMessage:
-    """The mail of this kind for a submission, with its fixed Message-ID and date."""
+            created_at: datetime, files_refused: str | None = None) -> CRLFMessage:
+    """The mail of this kind for a submission, with its fixed Message-ID and date;
+    `files_refused`: why the owner's mail goes without its files (the server's reply)."""
     # The owner reads CONTACT_OWNER_LANGUAGE; the visitor the language of their page
     # (README, "Languages").
     if kind == MailKind.OWNER:
         with i18n.in_language(i18n.owner_language()):
-            message = owner_mail(submission)
+            message = owner_mail(submission, files_refused)
     else:
         with i18n.in_language(submission.language):
             message = thank_you_mail(submission)
@@ -87,9 +102,9 @@ def form_slug(submission: Submission) -> str:
     return submission.form_slug or DEFAULT_FORM
 
 
-def owner_mail(submission: Submission) -> CRLFMessage:
+def owner_mail(submission: Submission, files_refused: str | None = None) -> CRLFMessage:
     """Every field the visitor filled in, for the site owner, with Reply-To, the uploads and
-    the message's link in the console."""
+    the message's link in the console; without the uploads when the server refused them."""
     form = form_of_submission(submission)
     message = build_message(
         "to_recipient", owner_subject(submission),
@@ -98,16 +113,18 @@ def owner_mail(submission: Submission) -> CRLFMessage:
         fields=shown_fields(submission), built_in=is_built_in(submission),
         form_title=local_text(form.title, i18n.owner_language()) if form else form_slug(submission),
         console_link=console_link(submission.id),
-        attached={stored.id for stored in submission.files if attachable(stored)},
+        attached=set() if files_refused else {
+            stored.id for stored in submission.files if attachable(stored)},
+        files_refused=files_refused,
     )
     # Exactly one address, the validated one, whatever the name holds.
-    visitor = Address(submission.name or "", addr_spec=submission.email)
+    visitor = mailbox(submission.name or "", submission.email)
     message.reply_to = visitor.addr_spec
     message.address_headers["Reply-To"] = (visitor,)
     uploads = Path(current_app.config["UPLOAD_FOLDER"])
     for stored in submission.files:
         # None once retention deleted it; withheld by its scan: named in the text only.
-        if stored.path and attachable(stored):
+        if stored.path and attachable(stored) and not files_refused:
             message.attach_file(stored.name, stored.content_type or "application/octet-stream",
                                 uploads / stored.path)
     return message
@@ -195,8 +212,10 @@ def thank_you_mail(submission: Submission) -> CRLFMessage:
     """The visitor's thank-you: fixed words, the form's PDF, none of the visitor's text."""
     parts = thank_you_parts(i18n.current_language(), form_of_submission(submission))
     # The bare address: not even the visitor's name goes into this mail.
-    message = message_with_bodies(parts.subject, Address(addr_spec=submission.email),
+    message = message_with_bodies(parts.subject, mailbox("", submission.email),
                                    parts.body, parts.html)
+    # An automatic answer to a person's mail (RFC 3834): autoresponders do not answer it.
+    message.extra_headers = {"Auto-Submitted": "auto-replied"}
     if parts.pdf_base64 is not None:
         message.attach_encoded(parts.pdf_name, "application/pdf", parts.pdf_base64)
     return message

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import unicodedata
 from collections.abc import Sequence
 from email.header import Header
 from email.headerregistry import Address
@@ -58,16 +59,29 @@ def display_name(name: str) -> str:
 
 
 def address_lines(name: str, address: Address) -> list[str]:
-    """The lines of one address: the display name, then `<addr-spec>` (on its own if long)."""
+    """The lines of one address: the display name, then `<addr-spec>` (on its own if long).
+
+    An address whose local part is not ASCII is written in UTF-8 (RFC 6532): such a
+    mail goes only to a server that offers SMTPUTF8 (smtp.py checks).
+    """
     spec = address.addr_spec
-    if not spec.isascii() or "@" not in spec:
-        raise ValueError("an address header needs an ASCII address with a domain")
+    if "@" not in spec or any(c in spec for c in "\r\n<>,"):
+        raise ValueError("an address header needs an address with a domain")
     if not address.display_name:
         return [spec]
     phrase = display_name(address.display_name)
     if len(name) + 2 + len(phrase) + 2 + len(spec) + 1 <= LINE:
         return [f"{phrase} <{spec}>"]
     return [phrase, f"<{spec}>"]
+
+
+def mailbox(display_name: str, spec: str) -> Address:
+    """An Address for a stored address, its local part in any script (RFC 6531), which
+    the email package's parser would refuse as a defect."""
+    local, _at, domain = spec.rpartition("@")
+    if local.isascii():
+        return Address(display_name, addr_spec=spec)
+    return Address(display_name, username=local, domain=domain)
 
 
 def address_header(name: str, addresses: Sequence[Address]) -> ComposedHeader:
@@ -114,3 +128,61 @@ def text_header(name: str, text: str) -> ComposedHeader:
     # unstructured text every reader joins adjacent encoded words as one.
     encoded = Header(text, "utf-8", header_name=name).encode(linesep="\n")
     return ComposedHeader(name, [line.lstrip(" ") for line in encoded.split("\n")])
+
+
+# Characters a quoted file name keeps; any other becomes "_" in the ASCII name.
+NAME_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._-()+")
+# RFC 2231 attribute characters: written as they are in an extended value, others %XX.
+ATTRIBUTE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                            "!#$&+-.^_`|~")
+# Extended-value pieces (filename*0*=, *1*, …) of this many characters at most per line.
+PIECE = 60
+
+
+def ascii_file_name(filename: str) -> str:
+    """A plain ASCII name for readers that know no RFC 2231 (`简历.pdf` → `attachment.pdf`)."""
+    stem, dot, extension = filename.rpartition(".")
+    if not dot:
+        stem, extension = filename, ""
+    stem, extension = _flat(stem), _flat(extension).replace(" ", "")
+    return f"{stem or 'attachment'}.{extension}" if extension else (stem or "attachment")
+
+
+def _flat(text: str) -> str:
+    """Text in the characters of NAME_SAFE: accents dropped, others "_", edges trimmed."""
+    flat = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    flat = "".join(c if c in NAME_SAFE else "_" for c in flat).strip(" ._")
+    return flat if flat.strip("_ ") else ""
+
+
+def disposition_header(disposition: str, filename: str) -> ComposedHeader:
+    """Content-Disposition with a plain `filename=` and, for any other name, `filename*=`
+    first (readers that know RFC 2231 take it; Python's takes the first it finds).
+
+    Written here because the email package writes either one or the other: a reader
+    that knows only `filename=` (munpack, old clients) saved the file as "part1".
+    """
+    plain = ascii_file_name(filename)
+    quoted = '"' + plain.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if plain == filename:
+        return ComposedHeader("Content-Disposition", [f"{disposition};", f"filename={quoted}"])
+    characters = [c if c in ATTRIBUTE_CHARS else "".join(f"%{b:02X}" for b in c.encode())
+                  for c in filename]
+    whole = "filename*=utf-8''" + "".join(characters)
+    if len(whole) <= LINE:
+        return ComposedHeader("Content-Disposition",
+                              [f"{disposition};", f"{whole};", f"filename={quoted}"])
+    lines = [f"{disposition};"]
+    lines += [f"filename*{n}*={'utf-8' + chr(39) * 2 if n == 0 else ''}{piece};"
+              for n, piece in enumerate(_pieces(characters))]
+    return ComposedHeader("Content-Disposition", [*lines, f"filename={quoted}"])
+
+
+def _pieces(characters: list[str]) -> list[str]:
+    """The encoded characters joined into pieces of at most PIECE, cut between characters."""
+    pieces = [""]
+    for character in characters:
+        if len(pieces[-1]) + len(character) > PIECE:
+            pieces.append("")
+        pieces[-1] += character
+    return pieces

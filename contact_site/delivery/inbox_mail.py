@@ -25,6 +25,7 @@ from ..extensions import db
 from ..submissions.models import Submission
 from ..webhooks.chat import console_link
 from .compose import compose, message_with_bodies, visitor_subject
+from .headers import mailbox
 from .mime import CRLFMessage
 from .models import MailKind, OutboxMail
 
@@ -57,9 +58,9 @@ def reply_mail(row: OutboxMail) -> CRLFMessage:
     with i18n.in_language(submission.language):
         body = render_template("mail/reply.txt", reply=reply, submission=submission,
                                quoted=quoted(submission.message))
-    message = message_with_bodies(reply_subject(visitor_subject(submission)),
-                                  Address(submission.name or "", addr_spec=submission.email),
-                                  body, None)
+        message = message_with_bodies(reply_subject(visitor_subject(submission)),
+                                      mailbox(submission.name or "", submission.email),
+                                      body, None)
     answered_by = Address(submission.recipient_name, addr_spec=submission.recipient_address)
     message.reply_to = answered_by.addr_spec
     message.address_headers["Reply-To"] = (answered_by,)
@@ -80,7 +81,7 @@ def digest_mail(row: OutboxMail) -> CRLFMessage:
         subject = _("Your contact form today: %(arrived)s new message(s)",
                     arrived=len(context["arrived"]))
         body = render_template("mail/digest.txt", **context)
-    message = message_with_bodies(subject, Address(addr_spec=row.to_address), body, None)
+        message = message_with_bodies(subject, Address(addr_spec=row.to_address), body, None)
     message.extra_headers = {"Auto-Submitted": "auto-generated"}
     return message
 
@@ -112,14 +113,16 @@ def shown(submission: Submission) -> dict[str, Any]:
             "received": submission.created_at, "link": console_link(submission.id)}
 
 
-def compose_row(row: OutboxMail) -> CRLFMessage:
-    """The mail an outbox row sends, of any kind, with its fixed Message-ID and date."""
+def compose_row(row: OutboxMail, files_refused: str | None = None) -> CRLFMessage:
+    """The mail an outbox row sends, of any kind, with its fixed Message-ID and date;
+    `files_refused`: the server's reason to send an owner's mail without its files."""
     if row.kind == MailKind.REPLY:
         message = reply_mail(row)
     elif row.kind == MailKind.DIGEST:
         message = digest_mail(row)
     else:
-        return compose(row.kind, row.owning_submission(), row.message_id, row.created_at)
+        return compose(row.kind, row.owning_submission(), row.message_id, row.created_at,
+                       files_refused)
     message.msgId = row.message_id
     message.date = calendar.timegm(row.created_at.timetuple())
     return message

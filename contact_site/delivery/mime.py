@@ -24,7 +24,7 @@ from typing import Any
 
 from flask_mail import Message
 
-from .headers import address_header, text_header
+from .headers import address_header, disposition_header, text_header
 
 # 57 raw bytes make one 76-character base64 line; a block of whole lines keeps
 # the streamed encoding identical to encoding the file at once.
@@ -53,6 +53,9 @@ class SerialisingPolicy(EmailPolicy):
 
 # SMTP requires CRLF; Flask-Mail's as_bytes() leaves bare LF in the parts.
 SMTP_POLICY = SerialisingPolicy(linesep="\r\n")
+# A mail naming an address whose local part is not ASCII: its headers in UTF-8 (RFC 6532),
+# sent only with SMTPUTF8.
+UTF8_POLICY = SMTP_POLICY.clone(utf8=True)
 
 
 class SMTPGenerator(BytesGenerator):
@@ -69,10 +72,11 @@ class SMTPGenerator(BytesGenerator):
         return "=" * 15 + secrets.token_urlsafe(14) + "=="  # as long as the standard one
 
 
-def serialise(message: MIMEBase) -> bytes:
+def serialise(message: MIMEBase, utf8: bool = False) -> bytes:
     """The message as it goes over SMTP (Message.as_bytes with SMTPGenerator)."""
     written = BytesIO()
-    SMTPGenerator(written, mangle_from_=False, policy=SMTP_POLICY).flatten(message)
+    SMTPGenerator(written, mangle_from_=False,
+                  policy=UTF8_POLICY if utf8 else SMTP_POLICY).flatten(message)
     return written.getvalue()
 
 
@@ -129,6 +133,10 @@ class StreamedMail:
         yield self.tail
 
 
+# What Flask-Mail writes in place of an address it cannot (see _flask_mail_message).
+STAND_IN = "stand-in@invalid"
+
+
 class CRLFMessage(Message):
     """A Flask-Mail message with CRLF line endings, quoted-printable bodies, streamed files."""
 
@@ -153,7 +161,7 @@ class CRLFMessage(Message):
 
     def _message(self) -> MIMEBase:
         """Flask-Mail's message, with the address and subject headers written from values."""
-        message = super()._message()
+        message = self._flask_mail_message()
         composed = {name: address_header(name, addresses)
                     for name, addresses in self.address_headers.items()}
         if self.subject:
@@ -163,7 +171,47 @@ class CRLFMessage(Message):
                 message.replace_header(name, header)  # in place, keeping the order
             else:
                 message[name] = header
+        for part in message.walk():
+            filename = part.get_filename()
+            if filename is not None:
+                part.replace_header("Content-Disposition", disposition_header(
+                    part.get_content_disposition() or "attachment", filename))
         return message
+
+    def _flask_mail_message(self) -> MIMEBase:
+        """Flask-Mail's MIME tree; for a mail naming a UTF-8 address, written around ASCII
+        stand-ins (Flask-Mail cannot write such an address) that the composed headers replace."""
+        if not self.international():
+            return super()._message()
+        kept = self.recipients, self.sender, self.reply_to
+        self.recipients = [STAND_IN] * len(self.recipients)
+        self.sender = STAND_IN
+        self.reply_to = STAND_IN if self.reply_to else None
+        try:
+            return super()._message()
+        finally:
+            self.recipients, self.sender, self.reply_to = kept
+
+    def international(self) -> bool:
+        """Whether an address of the envelope or the headers has a local part not in ASCII."""
+        named = [address.addr_spec for addresses in self.address_headers.values()
+                 for address in addresses]
+        return not self.envelope_is_ascii() or not all(text.isascii() for text in named)
+
+    def envelope_is_ascii(self) -> bool:
+        """Whether the sender and recipients are ASCII (only a header names a UTF-8 one)."""
+        return all(str(text).isascii() for text in [*self.send_to, self.sender or ""])
+
+    def drop_international_headers(self) -> None:
+        """Leave out the header addresses not in ASCII (a Reply-To: the body names them)."""
+        for name, addresses in list(self.address_headers.items()):
+            kept = tuple(address for address in addresses if address.addr_spec.isascii())
+            if kept:
+                self.address_headers[name] = kept
+            else:
+                del self.address_headers[name]
+                if name == "Reply-To":
+                    self.reply_to = None
 
     def attach_file(self, filename: str, content_type: str, path: Path) -> None:
         """Attach a file from disk, read only while the mail is sent (it must exist now)."""
@@ -185,7 +233,7 @@ class CRLFMessage(Message):
             filename, content_type, encoded = self.encoded_attachment
             head, tail = self._around_stand_ins([(filename, content_type)])
             return StreamedMail(b"".join((head, encoded, tail)))
-        return StreamedMail(serialise(self._message()))
+        return StreamedMail(serialise(self._message(), self.international()))
 
     def _around_stand_ins(self, files: Sequence[tuple[str, str]]) -> list[bytes]:
         """The mail serialised around its attachments' contents: what comes before, between
@@ -196,7 +244,7 @@ class CRLFMessage(Message):
         for (filename, content_type), stand_in in zip(files, stand_ins, strict=True):
             self.attach(filename, content_type, stand_in)
         try:
-            rest = serialise(self._message())
+            rest = serialise(self._message(), self.international())
         finally:
             del self.attachments[-len(files):]
         pieces = []

@@ -16,9 +16,9 @@ from flask_mail import (
     Message,
     email_dispatched,
     sanitize_address,
-    sanitize_addresses,
 )
 
+from . import dkim
 from .mime import CRLFMessage, StreamedMail
 
 LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -171,20 +171,26 @@ def _starttls(host: smtplib.SMTP, config: Mapping[str, Any], context: ssl.SSLCon
     host.ehlo()  # the features offered before TLS are void (RFC 3207)
 
 
+# The mechanisms a login may use, in order of preference: the first the server offers
+# is the only one tried (smtplib's login() tries each in turn, so one wrong password
+# counted twice against providers that lock an account after failed logins).
+LOGIN_MECHANISMS = ("PLAIN", "LOGIN")
+
+
 def _login(host: smtplib.SMTP, config: Mapping[str, Any]) -> None:
     if not host.has_extn("auth"):
         raise ConfigurationError("MAIL_USERNAME is set but the server does not offer AUTH")
+    offered = host.esmtp_features["auth"].upper().split()
+    mechanism = next((name for name in LOGIN_MECHANISMS if name in offered), None)
+    if mechanism is None:
+        raise ConfigurationError(f"login impossible: the server offers AUTH {' '.join(offered)} "
+                                 f"but not {' or '.join(LOGIN_MECHANISMS)}")
+    host.user, host.password = config["MAIL_USERNAME"], config["MAIL_PASSWORD"]
     try:
-        host.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"])
+        host.auth(mechanism, getattr(host, f"auth_{mechanism.lower()}"))
     except smtplib.SMTPAuthenticationError as error:
         if 500 <= error.smtp_code < 600:  # 454 and other 4xx: a passing state, retried
             raise ConfigurationError(f"login refused: {describe_smtp_error(error)}") from error
-        raise
-    except smtplib.SMTPNotSupportedError as error:
-        raise ConfigurationError(f"login impossible: {error}") from error
-    except smtplib.SMTPException as error:
-        if type(error) is smtplib.SMTPException:  # "No suitable authentication method"
-            raise ConfigurationError(f"login impossible: {error}") from error
         raise
 
 
@@ -223,10 +229,13 @@ class TimeoutConnection(Connection):
     def _open(config: Mapping[str, Any], context: ssl.SSLContext | None) -> smtplib.SMTP:
         """The TCP (or implicit TLS) connection; its host name is checked against MAIL_SERVER."""
         server, port, timeout = config["MAIL_SERVER"], config["MAIL_PORT"], config["MAIL_TIMEOUT"]
+        # Greeted with a name, never the host's address literal, which filters score against.
+        name = config["MAIL_HELO_NAME"]
         if not config["MAIL_USE_SSL"]:
-            return StreamingSMTP(server, port, timeout=timeout)
+            return StreamingSMTP(server, port, local_hostname=name, timeout=timeout)
         try:
-            return StreamingSMTPSSL(server, port, timeout=timeout, context=context)
+            return StreamingSMTPSSL(server, port, local_hostname=name, timeout=timeout,
+                                    context=context)
         except ssl.SSLCertVerificationError as error:
             raise _untrusted(config, error) from error
 
@@ -235,15 +244,74 @@ class TimeoutConnection(Connection):
         if message.has_bad_headers():
             raise BadHeaderError
         assert self.host is not None and isinstance(message, CRLFMessage)
+        config = current_app.config
+        options = [*message.mail_options, *_international_options(self.host, message)]
+        streamed = message.as_streamed()
+        _check_size(self.host, streamed)
+        if dkim.is_on(config):
+            streamed = dkim.signed(config, streamed)
         self.host.sendmail(
-            sanitize_address(envelope_from or message.sender),
-            list(sanitize_addresses(message.send_to)),
-            message.as_streamed(),  # type: ignore[arg-type]
-            message.mail_options, message.rcpt_options,
+            _envelope(envelope_from or message.sender),
+            [_envelope(address) for address in message.send_to],
+            streamed,  # type: ignore[arg-type]
+            options, message.rcpt_options,
         )
         message.dispatched = True  # before anything else can raise
         email_dispatched.send(current_app._get_current_object(),  # type: ignore[attr-defined]
                               message=message)
+
+
+def _envelope(address: str | tuple[str, str]) -> str:
+    """An envelope address: Flask-Mail's sanitised form, or as it is when its local part is
+    not ASCII (Flask-Mail would write an encoded word, which is no address)."""
+    if isinstance(address, str) and not address.isascii():
+        return address
+    return str(sanitize_address(address))
+
+
+class Undeliverable(smtplib.SMTPException):
+    """The mail cannot go through this server as it is; retrying would not help."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+NO_SMTPUTF8 = "the mail server does not accept international addresses"
+
+
+def _international_options(host: smtplib.SMTP, message: CRLFMessage) -> list[str]:
+    """SMTPUTF8 for a mail naming an address whose local part is not ASCII, when offered;
+    without it a header naming one is left out (the body names it), an envelope refused."""
+    if not message.international():
+        return []
+    if host.has_extn("smtputf8"):
+        return ["SMTPUTF8", "BODY=8BITMIME"] if host.has_extn("8bitmime") else ["SMTPUTF8"]
+    if not message.envelope_is_ascii():
+        raise Undeliverable(NO_SMTPUTF8)
+    message.drop_international_headers()
+    return []
+
+
+class TooLarge(smtplib.SMTPSenderRefused):
+    """Larger than the server said it accepts: refused here, before a byte of it is sent."""
+
+
+def _check_size(host: smtplib.SMTP, mail: StreamedMail) -> None:
+    """Refuse a mail larger than the SIZE the server announced (RFC 1870), as it would."""
+    announced = host.esmtp_features.get("size", "").strip()
+    if announced.isdigit() and int(announced) > 0 and len(mail) > int(announced):
+        raise TooLarge(552, f"5.3.4 the mail ({len(mail)} bytes) is larger than the "
+                            f"{announced} bytes the server accepts; not sent".encode(), "")
+
+
+def refused_for_size(error: BaseException) -> bool:
+    """Whether the server refused the mail for its size: 552, or 5.3.4 in any 5xx reply."""
+    if not isinstance(error, smtplib.SMTPResponseException) or not 500 <= error.smtp_code < 600:
+        return False
+    reply = error.smtp_error.decode(errors="replace") if isinstance(
+        error.smtp_error, bytes) else str(error.smtp_error)
+    return error.smtp_code == 552 or reply.lstrip().startswith("5.3.4")
 
 
 def connect() -> TimeoutConnection:
@@ -286,7 +354,7 @@ def _text(reply: bytes | str) -> str:
 
 def describe_smtp_error(error: BaseException) -> str:
     """The error as one line: the server's reply when there is one."""
-    if isinstance(error, ConfigurationError):
+    if isinstance(error, ConfigurationError | Undeliverable):
         return error.reason
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         code, reply = next(iter(error.recipients.values()))
@@ -298,7 +366,7 @@ def describe_smtp_error(error: BaseException) -> str:
 
 def is_permanent(error: BaseException) -> bool:
     """5xx replies are permanent (RFC 5321); everything else may pass."""
-    if isinstance(error, BadHeaderError):
+    if isinstance(error, BadHeaderError | Undeliverable):
         return True
     if isinstance(error, smtplib.SMTPAuthenticationError):
         return False  # the operator's credentials, not the mail: retry once fixed

@@ -18,7 +18,7 @@ from .context import LoopContext
 from .inbox_mail import compose_row
 from .lease import LeaseKeeper
 from .mime import CRLFMessage
-from .models import OutboxMail, Status
+from .models import MailKind, OutboxMail, Status
 from .pool import DeliveryPool, Wake, is_throttle
 from .timing import GATHER_SECONDS, LINK_IDLE_SECONDS, STOP_WAIT_SECONDS, WAKE_MARGIN_SECONDS
 
@@ -168,7 +168,7 @@ def _prepare(keeper: LeaseKeeper, row: OutboxMail) -> Prepared | None:
 
 
 def _send_one(connection: smtp.TimeoutConnection, row: OutboxMail, prepared: Prepared,
-              keeper: LeaseKeeper, pool: DeliveryPool) -> bool:
+              keeper: LeaseKeeper, pool: DeliveryPool, note: str = "") -> bool:
     """Send one mail and record the outcome; False when the connection is unusable."""
     message, started = prepared
     keeper.sending(connection)
@@ -185,6 +185,10 @@ def _send_one(connection: smtp.TimeoutConnection, row: OutboxMail, prepared: Pre
         if aborted is not None:
             _abandon(keeper, row, aborted, started)
             return False
+        smaller = _without_files(row, message, error) if smtp.usable(connection) else None
+        if smaller is not None:
+            return _send_one(connection, row, Prepared(smaller, started), keeper, pool,
+                             f" (without its files: {smtp.describe_smtp_error(error)})")
         status = Status.FAILED if smtp.is_permanent(error) else Status.QUEUED
         _conclude(keeper, row, status, smtp.describe_smtp_error(error), started)
         if is_throttle(error):
@@ -193,8 +197,23 @@ def _send_one(connection: smtp.TimeoutConnection, row: OutboxMail, prepared: Pre
         return smtp.usable(connection)
     pool.sent_in(time.monotonic() - handed)
     keeper.sent()
-    _conclude(keeper, row, Status.SENT, None, started)
+    _conclude(keeper, row, Status.SENT, None, started, note)
     return True
+
+
+def _without_files(row: OutboxMail, message: CRLFMessage,
+                   error: BaseException) -> CRLFMessage | None:
+    """The owner's mail again without its files, saying why, when the server refused it for
+    its size; None for any other mail or refusal (the files stay in the console)."""
+    if (row.kind != MailKind.OWNER or not message.file_attachments
+            or not smtp.refused_for_size(error)):
+        return None
+    log.warning("mail %s refused for its size; sending it again without its files", row.id)
+    try:
+        return compose_row(row, files_refused=smtp.describe_smtp_error(error))
+    except Exception:  # noqa: BLE001 -- the refusal itself is recorded instead
+        log.exception("mail %s could not be composed without its files", row.id)
+        return None
 
 
 def _abandon(keeper: LeaseKeeper, row: OutboxMail, reason: str, started: float) -> None:

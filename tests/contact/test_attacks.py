@@ -157,7 +157,8 @@ ATTACKS: dict[str, Attack] = {
     "email local part of 65": Attack({"email": "a" * 65 + "@example.com"}),
     "email of 255 characters": Attack({"email": "a@" + "b" * 63 + "." + "c" * 63 + "."
                                        + "d" * 63 + "." + "e" * 57 + ".com"}),
-    "email non-ASCII local part": Attack({"email": "üser@example.com"}),
+    "email non-ASCII local part (sent with SMTPUTF8)": accepted(
+        fields={"email": "üser@example.com"}, visitor="üser@example.com"),
     "email IDN domain sent as punycode": accepted(fields={"email": "ada@bücher.de"},
                                                   visitor="ada@xn--bcher-kva.de"),
     "recipient path traversal": Attack({"recipient": "../admin"}),

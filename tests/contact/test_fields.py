@@ -33,8 +33,6 @@ NOT_A_NUMBER = "Enter a number, such as 12 or 3.5."
 OUT_OF_BOUNDS = "Enter a number from 1 to 10."
 NOT_A_DATE = "Enter a real date, such as 2026-12-31."
 NOT_AN_OPTION = "Choose one of the options offered."
-NON_ASCII_LOCAL_PART = ("Enter an address whose part before the @ uses only the letters a-z, "
-                        "digits and . _ + - : we cannot send mail to other characters there.")
 CONTROLS_IN_TEXT = "Remove the control characters from “Notes”."
 
 
@@ -96,6 +94,8 @@ ACCEPTED = {
     "textarea: max_length counting CRLF once": ("notes", "x\r\n" * 16 + "xx",
                                                 "x\n" * 16 + "xx"),
     "email: plain": ("email", "ada@example.com", "ada@example.com"),
+    "email: another script before the @ (SMTPUTF8), the domain in ASCII": (
+        "email", "用户@例子.中国", "用户@xn--fsqu00a.xn--fiqs8s"),
     "email: domain in lower case": ("email", "Ada.Lovelace+engines@Example.COM",
                                     "Ada.Lovelace+engines@example.com"),
     "email: international domain in ASCII": ("email", "ada@bücher.example",
@@ -161,7 +161,6 @@ REFUSED = {
                                    validator_reason("ada@exa mple.com")),
     "email: two @": ("email", "ada@@example.com", validator_reason("ada@@example.com")),
     "email: a domain without a dot": ("email", "ada@localhost", validator_reason("ada@localhost")),
-    "email: non-ASCII before the @": ("email", "ädä@example.com", NON_ASCII_LOCAL_PART),
     "email: a line break (header injection)": ("email", "ada@example.com\nBcc: x@example.com",
                                                SINGLE_LINE),
     "email: U+202E": ("email", "ada@\u202eexample.com",

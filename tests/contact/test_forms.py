@@ -58,7 +58,6 @@ LIMITS_REFUSED = [
     ("email", "not-an-address", "Enter a valid email address."),
     ("email", "x" * 64 + "@" + "d" * 63 + "." + "e" * 63 + "." + "f" * 60 + ".com",
      "at most 254 characters"),
-    ("email", "\u00fcser@example.com", "only the letters a-z"),
     ("email", "ada@example.com\r\nBcc: victim@example.com", "single line"),
     ("subject", "", "Enter a subject."),
     ("subject", "s" * 201, "Use at most 200 characters."),

@@ -54,7 +54,7 @@ def build_submission(**fields: Any) -> Submission:
 
 
 def create_submissions(app: Flask, count: int = 1, *, each: Sequence[Mapping[str, Any]] = (),
-                       attachment: bytes | None = None,
+                       attachment: bytes | None = None, attachment_name: str = "report.pdf",
                        **fields: Any) -> list[tuple[str, list[int]]]:
     """Store `count` submissions to the app's first recipient in one commit (or one per
     mapping in `each`, its fields over `fields`), each with the mails its verdict earns (as
@@ -66,7 +66,7 @@ def create_submissions(app: Flask, count: int = 1, *, each: Sequence[Mapping[str
             values = submission_values(number, recipient, **{**fields, **own})
             submission = Submission(**values)
             if attachment is not None:
-                _attach(app, submission, attachment)
+                _attach(app, submission, attachment, attachment_name)
             db.session.add(submission)
             made.append((submission, outbox.enqueue_submission(submission)))
         db.session.commit()
@@ -84,13 +84,13 @@ def queue_submissions(app: Flask, count: int = 1, **fields: Any) -> list[int]:
     return [mail for _id, mails in create_submissions(app, count, **fields) for mail in mails]
 
 
-def _attach(app: Flask, submission: Submission, data: bytes) -> None:
-    """Store `data` as the submission's upload, where the upload code would."""
+def _attach(app: Flask, submission: Submission, data: bytes, name: str = "report.pdf") -> None:
+    """Store `data` as the submission's upload named `name`, where the upload code would."""
     folder = Path(app.config["UPLOAD_FOLDER"]) / submission.id
     folder.mkdir(parents=True)
     (folder / "attachment.pdf").write_bytes(data)
     submission.files.append(SubmissionFile(
-        field="attachment", position=0, name="report.pdf", path=f"{submission.id}/attachment.pdf",
+        field="attachment", position=0, name=name, path=f"{submission.id}/attachment.pdf",
         content_type="application/pdf", size=len(data)))
 
 

@@ -42,7 +42,7 @@ import ssl
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.parser import BytesParser
 from typing import Any
 
@@ -84,6 +84,8 @@ class ReceivedMail:
     rcpt_tos: list[str]
     data: bytes
     message: email.message.EmailMessage
+    mail_options: list[str] = field(default_factory=list)  # MAIL FROM's, e.g. SMTPUTF8
+    helo: str = ""  # the name the client greeted with
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,11 @@ class Login:
     username: str
     password: str
     tls: bool
+
+
+def _utf8(address: str) -> str:
+    """An envelope address as sent: aiosmtpd keeps the bytes of a UTF-8 one as surrogates."""
+    return address.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -162,6 +169,7 @@ class _Handler:
         self._owner = owner
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        envelope.helo = session.host_name  # type: ignore[attr-defined]
         return await self._owner._on_data(server, envelope)
 
     async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -189,9 +197,9 @@ class _Controller(Controller):
             port=owner.port,
             ready_timeout=READY_TIMEOUT,
             server_hostname=SERVER_HOSTNAME,
-            data_size_limit=DATA_SIZE_LIMIT,
+            data_size_limit=owner.size_limit,
             decode_data=False,
-            enable_SMTPUTF8=True,
+            enable_SMTPUTF8=owner.smtputf8,
             **owner._tls_and_auth_kwargs(),
         )
         self._owner = owner
@@ -295,7 +303,8 @@ class SMTPTestServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
                  ssl_context: ssl.SSLContext | None = None, implicit_tls: bool = False,
-                 auth: bool = False, auth_cleartext: bool = False) -> None:
+                 auth: bool = False, auth_cleartext: bool = False,
+                 smtputf8: bool = True, size_limit: int = DATA_SIZE_LIMIT) -> None:
         if implicit_tls and ssl_context is None:
             raise ValueError("implicit_tls needs an ssl_context")
         self.host = host
@@ -306,6 +315,8 @@ class SMTPTestServer:
         self.implicit_tls = implicit_tls
         self.auth = auth
         self.auth_cleartext = auth_cleartext
+        self.smtputf8 = smtputf8  # offers SMTPUTF8 (RFC 6531) after EHLO
+        self.size_limit = size_limit  # announced in SIZE; a larger mail is refused with 552
         self.refuse_logins = False
         self.login_refusal = "535 5.7.8 Authentication credentials invalid"
         self.logins: list[Login] = []
@@ -555,10 +566,12 @@ class SMTPTestServer:
     def _record(self, envelope: Envelope) -> None:
         data = bytes(envelope.original_content or b"")
         mail = ReceivedMail(
-            mail_from=envelope.mail_from or "",
-            rcpt_tos=list(envelope.rcpt_tos),
+            mail_from=_utf8(envelope.mail_from or ""),
+            rcpt_tos=[_utf8(address) for address in envelope.rcpt_tos],
             data=data,
             message=self._parser.parsebytes(data),  # type: ignore[arg-type]
+            mail_options=list(envelope.mail_options),
+            helo=str(getattr(envelope, "helo", "") or ""),
         )
         with self._cond:
             self.messages.append(mail)
