@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -30,14 +29,15 @@ from . import config as settings
 from .extensions import mail
 from .forms import cli as forms_cli
 from .forms import site as forms_site
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from .paths import data_root, resource_root
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Assemble the application: settings, extensions, blueprints, commands. Nothing starts."""
-    # root_path is the project folder, where templates/, static/ and instance/ live.
-    app = Flask(__name__, root_path=str(PROJECT_ROOT), instance_relative_config=True)
+    # root_path holds templates/, static/ and translations/ (a checkout's own, or the
+    # installed package's copies); instance/ is in the checkout or the current folder.
+    app = Flask(__name__, root_path=str(resource_root()),
+                instance_path=str(data_root() / "instance"), instance_relative_config=True)
     settings.load(app, config)
     logs.init_app(app)
     database.init_app(app)

@@ -402,7 +402,8 @@ def _derive(app: Flask, explicit: set[str]) -> None:
     config["SECRET_KEY"] = _secret_key(app)
     config.setdefault("SQLALCHEMY_DATABASE_URI", config["DATABASE_URL"]
                       or f"sqlite:///{Path(app.instance_path) / 'contact_site.sqlite'}")
-    upload = Path(config["UPLOAD_FOLDER"] or Path(app.root_path) / "uploads")
+    # Beside instance/: in the checkout, or the folder an installed package runs in.
+    upload = Path(config["UPLOAD_FOLDER"] or Path(app.instance_path).parent / "uploads")
     config["UPLOAD_FOLDER"] = str(upload.resolve())
     config["CONTACT_MAX_UPLOAD_BYTES"] = config["CONTACT_MAX_UPLOAD_MB"] * MIB
     config["MAX_CONTENT_LENGTH"] = config["CONTACT_MAX_UPLOAD_BYTES"] + FORM_FIELDS_ROOM

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,8 +22,9 @@ from flask_babel import force_locale, get_locale
 
 from .config import ConfigError, time_zone
 from .extensions import babel
+from .paths import resource_root
 
-TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
+TRANSLATIONS = resource_root() / "translations"
 SOURCE_LANGUAGE = "en"  # the msgids are English: an `en` catalogue is optional (overrides)
 COOKIE = "lang"
 COOKIE_MAX_AGE = 365 * 24 * 3600
@@ -157,8 +157,10 @@ def zone_label(local: datetime) -> str:
 def _check_languages(app: Flask) -> None:
     """Every offered language but the source has a compiled catalogue; the owner's is offered."""
     codes = app.config["CONTACT_LANGUAGES"]
+    # A checkout has the .po files; an installed package only the compiled .mo files.
     missing = [c for c in codes if c != SOURCE_LANGUAGE
-               and not (TRANSLATIONS / c / "LC_MESSAGES" / "messages.po").is_file()]
+               and not any((TRANSLATIONS / c / "LC_MESSAGES" / f"messages.{kind}").is_file()
+                           for kind in ("po", "mo"))]
     if missing:
         raise ConfigError("CONTACT_LANGUAGES", f"has no catalogue in translations/ for {missing}")
     # Without its .mo file a language would quietly fall back to English.

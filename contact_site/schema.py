@@ -15,7 +15,6 @@ import os
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 
 import click
 import flask_migrate
@@ -27,9 +26,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .extensions import db, migrate
+from .paths import resource_root
 from .private_files import open_private
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = resource_root() / "migrations"
 LOCK_KEY = zlib.crc32(b"contact_site.schema")
 
 

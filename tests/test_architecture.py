@@ -17,8 +17,9 @@ PACKAGE = "contact_site"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 # contact, submissions, delivery, admin, and whichever subpackage comes next.
 SUBPACKAGES = sorted(path.parent.name for path in ROOT.glob("*/__init__.py"))
-# The process entry points build the app, so they alone import create_app.
-ENTRY_POINTS = {f"{PACKAGE}.wsgi", f"{PACKAGE}.celery_app"}
+# The process entry points (WSGI, Celery, the `contact-site` command) build the app, so
+# they alone import create_app.
+ENTRY_POINTS = {f"{PACKAGE}.wsgi", f"{PACKAGE}.celery_app", f"{PACKAGE}.command"}
 
 Graph = dict[str, set[str]]
 

@@ -9,6 +9,7 @@ import pytest
 
 from contact_site import create_app
 from contact_site.config import ConfigError, parse_recipients
+from support.processes import PROJECT_ROOT
 from support.settings import base_config
 
 BAD_SETTINGS = [
@@ -50,9 +51,7 @@ def run_start_up(tmp_path, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_environment_error_is_one_line_without_traceback(tmp_path):
-    import contact_site
-
-    root = str(contact_site.PROJECT_ROOT)
+    root = str(PROJECT_ROOT)
     result = run_start_up(tmp_path, {"PYTHONPATH": root, "SECRET_KEY": "k" * 32,
                                      "MAIL_PORT": "twenty-five"})
     assert result.returncode == 1

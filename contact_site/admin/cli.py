@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from ..escaping import echo_escaped, escape_controls
 from ..extensions import db
 from ..forms import declaration_of
+from ..paths import account_command
 from . import audit, auth, twofactor
 from .factors import Passkey
 
@@ -107,8 +108,7 @@ def list_command() -> None:
     """The accounts: role and recipients, second factors, created, last signed in."""
     users = list(db.session.scalars(select(auth.User).order_by(auth.User.username)))
     if not users:
-        echo_escaped("No accounts yet: create one with "
-                     "`flask --app contact_site users create NAME`.")
+        echo_escaped(f"No accounts yet: create one with `{account_command(current_app.debug)}`.")
     for user in users:
         last = f"{user.last_sign_in_at:%Y-%m-%d %H:%M} UTC" if user.last_sign_in_at else "never"
         factors = [name for name, on in (("totp", user.totp_secret is not None),

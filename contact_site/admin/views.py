@@ -37,6 +37,7 @@ from ..errors import error_answer
 from ..extensions import db
 from ..forms import Form, declaration_of, local_text
 from ..i18n import owner_language
+from ..paths import account_command
 from ..records import archive, export, privacy
 from ..submissions import queries
 from ..submissions.answers import answers_of
@@ -139,7 +140,8 @@ def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(url_for("admin.index"))
     if auth.account_count() == 0:
-        return render_template("admin/login.html", form=None, no_account=True)
+        return render_template("admin/login.html", form=None, no_account=True,
+                               command=account_command(current_app.debug))
     form = SignInForm()
     if request.method == "GET":
         return render_template("admin/login.html", form=form)

@@ -142,9 +142,18 @@ def test_console_answers_are_not_cached_nor_indexed(app: Flask, path: str) -> No
 
 
 def test_sign_in_without_any_account_says_how_to_create_one(app: Flask) -> None:
-    """With no account, /admin/login names the command that creates one."""
+    """With no account, /admin/login names the command that creates one: in a checkout
+    served from its venv, that venv's flask (a bare `flask` may be another's)."""
     page = app.test_client().get("/admin/login").get_data(as_text=True)
-    assert "flask --app contact_site users create NAME" in page
+    assert "<code>.venv/bin/flask --app contact_site users create NAME</code>" in page
+
+
+def test_in_development_mode_the_login_page_names_make_user(make_app: Callable[..., Flask],
+                                                            ) -> None:
+    """Beside `make run` (debug mode) the command is `make user`, which uses that set-up."""
+    app = make_app(deliver=False, DEBUG=True, DEV_MAILBOX=False)
+    page = app.test_client().get("/admin/login").get_data(as_text=True)
+    assert "<code>make user NAME=yourname</code>" in page
 
 
 @pytest.mark.parametrize(("name", "password"), [
