@@ -50,6 +50,7 @@ test: install system-packages
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 audit: install
 	$(BIN)/pip-audit --requirement requirements.txt --disable-pip --no-deps

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import urllib.request
 from typing import Any
 
 import click
@@ -49,6 +50,22 @@ def worker_command(context: click.Context, once: bool) -> None:
     outbox = main.get_command(context, "outbox")
     assert isinstance(outbox, click.Group)
     context.invoke(outbox.commands["work"], once=once)
+
+
+@main.command("healthcheck")
+@click.option("--url", envvar="HEALTHCHECK_URL", default="http://127.0.0.1:8000/healthz",
+              show_default=True, help="The site's /healthz (HEALTHCHECK_URL overrides).")
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait.")
+def healthcheck_command(url: str, timeout: float) -> None:
+    """Exit 0 when the served site answers /healthz with 200 (a container's HEALTHCHECK)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            status = response.status
+    except (OSError, ValueError) as error:
+        raise click.ClickException(f"{url}: {error}") from None
+    if status != 200:
+        raise click.ClickException(f"{url} answered {status}")
+    click.echo(f"{url}: ok")
 
 
 def _replace_with(argv: list[str]) -> Any:
