@@ -106,13 +106,18 @@ def start_gunicorn(app: Flask, tmp_path: Path, *args: str, wait: bool = True,
     its port."""
     home = tmp_path / f"home-{uuid.uuid4().hex[:8]}"
     home.mkdir()
-    port = free_port()
+    # gunicorn is handed a socket already listening: a port only chosen here could be taken
+    # (by any client's ephemeral port) in the seconds before a loaded machine's gunicorn binds.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = int(listener.getsockname()[1])
     log = tmp_path / f"gunicorn-{port}.log"
     env = {**worker_env(app, **settings), "HOME": str(home)}
-    with log.open("ab") as out:
+    with listener, log.open("ab") as out:
         process = subprocess.Popen(
-            [GUNICORN, "--bind", f"127.0.0.1:{port}", "--workers", "2", *args,
-             "contact_site:create_app()"],
+            [GUNICORN, "--bind", f"fd://{listener.fileno()}", "--workers", "2", *args,
+             "contact_site:create_app()"], pass_fds=(listener.fileno(),),
             cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     if wait:
         wait_until(lambda: answers(port) or process.poll() is not None, 30, "gunicorn to serve")
