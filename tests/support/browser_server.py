@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
@@ -17,7 +18,8 @@ class LiveServer:
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self._server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", 0, _read_whole(app), threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="live-server", daemon=True)
@@ -41,3 +43,21 @@ class LiveServer:
         backend_of(self.app).stop()
         with self.app.app_context():
             db.engine.dispose()
+
+
+def _read_whole(app: Flask) -> Callable[..., Iterable[bytes]]:
+    """Wrap the app so each response is read and closed before werkzeug writes it.
+
+    A browser that leaves a page drops connections mid-response; werkzeug's development
+    server then skips closing the response, and the open static file surfaces as a
+    ResourceWarning in whichever test runs next.
+    """
+    def whole(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        response = app(environ, start_response)
+        try:
+            return [b"".join(response)]
+        finally:
+            close = getattr(response, "close", None)
+            if close is not None:
+                close()
+    return whole
