@@ -87,13 +87,21 @@ def _extensions(name: str, value: Any) -> tuple[str, ...]:
     return exts
 
 
-def _ca_file(name: str, value: Any) -> str | None:
-    """A readable PEM bundle of CA certificates, loaded once now to fail early."""
+def _readable_file(name: str, value: Any) -> str | None:
+    """The path of a readable file, or None when the setting is empty."""
     path = str(value).strip()
     if not path:
         return None
     if not Path(path).is_file() or not os.access(path, os.R_OK):
         raise ConfigError(name, f"must name a readable file, got {path!r}")
+    return path
+
+
+def _ca_file(name: str, value: Any) -> str | None:
+    """A readable PEM bundle of CA certificates, loaded once now to fail early."""
+    path = _readable_file(name, value)
+    if path is None:
+        return None
     import ssl  # imported here: only this setting needs it
 
     try:
@@ -119,11 +127,9 @@ def _host_name(name: str, value: Any) -> str | None:
 
 def _dkim_key_file(name: str, value: Any) -> str | None:
     """A readable PEM RSA private key that signs: a bad key stops start-up, not the mail."""
-    path = str(value).strip()
-    if not path:
+    path = _readable_file(name, value)
+    if path is None:
         return None
-    if not Path(path).is_file() or not os.access(path, os.R_OK):
-        raise ConfigError(name, f"must name a readable file, got {path!r}")
     import dkim  # imported here: only this setting needs it
 
     try:
