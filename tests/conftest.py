@@ -103,6 +103,23 @@ def smtp_server() -> Iterator[SMTPTestServer]:
 
 
 @pytest.fixture
+def start_smtp() -> Iterator[Callable[..., SMTPTestServer]]:
+    """Start SMTP test servers with options of their own (TLS, AUTH, SIZE, SMTPUTF8);
+    closed afterwards."""
+    servers: list[SMTPTestServer] = []
+
+    def start(**options: Any) -> SMTPTestServer:
+        server = SMTPTestServer(**options)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL URL with a schema of its own, dropped afterwards."""
     with postgres_schema() as url:

@@ -12,7 +12,7 @@ import base64
 import email.parser
 import email.policy
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
@@ -38,22 +38,6 @@ INTERNATIONAL = "用户@例子.中国"
 STORED_INTERNATIONAL = "用户@xn--fsqu00a.xn--fiqs8s"  # the domain kept in ASCII
 AUTOMATIC = {MailKind.OWNER: None, MailKind.THANK_YOU: "auto-replied",
              MailKind.REPLY: None, MailKind.DIGEST: "auto-generated"}
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., SMTPTestServer]]:
-    """Start test SMTP servers with options of their own; closed afterwards."""
-    servers: list[SMTPTestServer] = []
-
-    def start(**options: Any) -> SMTPTestServer:
-        server = SMTPTestServer(**options)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 def app_for(make_app: Callable[..., Flask], server: SMTPTestServer, language: str = "en",
@@ -102,11 +86,11 @@ def part_text(message: EmailMessage, subtype: str) -> str:
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
-def test_every_kind_of_mail_has_the_headers_filters_trust(make_app, serve, language) -> None:
+def test_every_kind_of_mail_has_the_headers_filters_trust(make_app, start_smtp, language) -> None:
     """The thank-you says it is an automatic answer, the digest that it is generated, the
     owner's mail and a reply nothing; every mail has a Message-ID on the sender's domain,
     Date, MIME-Version, and an HTML part with the words of its text part."""
-    server = serve()
+    server = start_smtp()
     app = app_for(make_app, server, language)
     for kind, mail in every_kind_of_mail(app, server, language).items():
         message = mail.message
@@ -118,10 +102,10 @@ def test_every_kind_of_mail_has_the_headers_filters_trust(make_app, serve, langu
         assert len(words(text)) > 3
 
 
-def test_the_client_greets_with_the_senders_domain_or_mail_helo_name(make_app, serve) -> None:
+def test_the_client_greets_with_the_senders_domain_or_mail_helo_name(make_app, start_smtp) -> None:
     """EHLO names the domain of MAIL_DEFAULT_SENDER, or MAIL_HELO_NAME when set; never an
     address literal such as [127.0.0.1]."""
-    server = serve()
+    server = start_smtp()
     create_submission(app := app_for(make_app, server))
     deliver_now(app)
     assert [mail.helo for mail in server.wait_for(1)] == [SENDER_DOMAIN]
@@ -138,10 +122,10 @@ def test_mail_helo_name_must_be_a_host_name(make_app, value) -> None:
         make_app(deliver=False, MAIL_HELO_NAME=value)
 
 
-def test_a_refused_password_is_tried_once_per_attempt(make_app, serve) -> None:
+def test_a_refused_password_is_tried_once_per_attempt(make_app, start_smtp) -> None:
     """One AUTH command per attempt, with the first mechanism offered of PLAIN and LOGIN:
     a wrong password counts once against the account, not once per mechanism."""
-    server = serve(auth=True, auth_cleartext=True)
+    server = start_smtp(auth=True, auth_cleartext=True)
     server.refuse_logins = True
     app = app_for(make_app, server, MAIL_USERNAME="site@example.org", MAIL_PASSWORD="wrong-pw-1")
     create_submission(app)
@@ -154,10 +138,10 @@ def test_a_refused_password_is_tried_once_per_attempt(make_app, serve) -> None:
 
 
 def test_attachment_names_have_a_plain_ascii_filename_beside_the_encoded_one(
-        make_app, serve) -> None:
+        make_app, start_smtp) -> None:
     """`报价申请.pdf` goes as filename*=utf-8''… (which readers that know RFC 2231 take) and
     as filename="attachment.pdf" for those that do not; an ASCII name goes as it is."""
-    server = serve()
+    server = start_smtp()
     app = app_for(make_app, server)
     create_submission(app, attachment=b"%PDF-1.4 one", attachment_name="报价申请.pdf")
     create_submission(app, attachment=b"%PDF-1.4 two", attachment_name="quote request.pdf")
@@ -175,10 +159,11 @@ def test_attachment_names_have_a_plain_ascii_filename_beside_the_encoded_one(
         "quote request.pdf": b'Content-Disposition: attachment; filename="quote request.pdf"'}
 
 
-def test_an_international_address_is_mailed_with_smtputf8_when_offered(make_app, serve) -> None:
+def test_an_international_address_is_mailed_with_smtputf8_when_offered(
+        make_app, start_smtp) -> None:
     """用户@例子.中国 is accepted (its domain kept in ASCII); the thank-you and the reply go
     to it with SMTPUTF8, and the owner's mail names it in Reply-To, in UTF-8."""
-    server = serve()
+    server = start_smtp()
     app = app_for(make_app, server)
     mails = every_kind_of_mail(app, server, "zh", email=STORED_INTERNATIONAL)
     for kind in (MailKind.THANK_YOU, MailKind.REPLY):
@@ -199,10 +184,10 @@ def as_utf8(data: bytes) -> EmailMessage:
 
 
 def test_without_smtputf8_the_visitors_mails_fail_saying_why_and_the_owners_goes(
-        make_app, serve) -> None:
+        make_app, start_smtp) -> None:
     """A server that does not offer SMTPUTF8: the thank-you and the reply fail at once with
     a plain reason; the owner's mail goes without Reply-To, the address in its text."""
-    server = serve(smtputf8=False)
+    server = start_smtp(smtputf8=False)
     app = app_for(make_app, server)
     submission_id = create_submission(app, thank_you=True, email=STORED_INTERNATIONAL)
     deliver_now(app)
@@ -233,10 +218,10 @@ def attempt_notes(app: Flask, kind: MailKind) -> list[tuple[str, str]]:
 
 
 def test_a_mail_over_the_announced_size_is_never_sent_and_goes_again_without_its_files(
-        make_app, serve) -> None:
+        make_app, start_smtp) -> None:
     """The server announces SIZE 100000: the owner's mail with a 200 kB file is not sent (no
     DATA); it goes at once without the file, saying so; the file stays stored."""
-    server = serve(size_limit=100_000)
+    server = start_smtp(size_limit=100_000)
     app = app_for(make_app, server)
     create_submission(app, attachment=big_pdf(200_000), attachment_name="plans.pdf")
     deliver_now(app)
@@ -248,14 +233,14 @@ def test_a_mail_over_the_announced_size_is_never_sent_and_goes_again_without_its
     assert "larger than the 100000 bytes the server accepts" in text
     [(outcome, reply)] = attempt_notes(app, MailKind.OWNER)
     assert outcome == "sent" and "without its files" in reply
-    assert Path(app.config["UPLOAD_FOLDER"]).rglob("attachment.pdf")
+    assert any(Path(app.config["UPLOAD_FOLDER"]).rglob("attachment.pdf"))
 
 
 def test_a_552_from_the_server_sends_the_owners_mail_again_without_its_files(
-        make_app, serve) -> None:
+        make_app, start_smtp) -> None:
     """A server that refuses the data for its size (552 5.3.4) though it announced more:
     the same attempt sends the mail again without the files, saying so."""
-    server = serve()
+    server = start_smtp()
     server.mode, server.fail_times = "552", 1
     app = app_for(make_app, server)
     create_submission(app, attachment=big_pdf(50_000), attachment_name="plans.pdf")
@@ -267,10 +252,10 @@ def test_a_552_from_the_server_sends_the_owners_mail_again_without_its_files(
     assert outcome == "sent" and "without its files: 552" in reply
 
 
-def test_a_thank_you_refused_for_its_size_fails_naming_the_reason(make_app, serve) -> None:
+def test_a_thank_you_refused_for_its_size_fails_naming_the_reason(make_app, start_smtp) -> None:
     """Only the owner's mail goes again without files: a thank-you whose PDF is too large
     for the server fails at once (a 5xx), with the reason."""
-    server = serve(size_limit=15_000)  # the Chinese PDF alone is 20 kB
+    server = start_smtp(size_limit=15_000)  # the Chinese PDF alone is 20 kB
     app = app_for(make_app, server)
     create_submission(app, thank_you=True, language="zh")
     deliver_now(app)
@@ -299,12 +284,12 @@ def dkim_settings(path: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
-def test_every_mail_is_dkim_signed_and_verifies(make_app, serve, dkim_key, language) -> None:
+def test_every_mail_is_dkim_signed_and_verifies(make_app, start_smtp, dkim_key, language) -> None:
     """rsa-sha256, relaxed/relaxed, d= the domain, s= the selector, over From, To, Subject,
     Date, Message-ID, Reply-To and the MIME headers; dkimpy verifies each mail with the
     public key of the DNS record."""
     path, record = dkim_key
-    server = serve()
+    server = start_smtp()
     app = app_for(make_app, server, language, **dkim_settings(path))
 
     def dns(name: bytes, timeout: int = 5) -> bytes:

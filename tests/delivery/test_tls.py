@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,22 +39,6 @@ HOSTILE_SHOWN = "\\r\\x1b[2J\\x1b]0;pwned\\x07 all good \\u202eenod"
 def pki(tmp_path: Path) -> LocalPKI:
     """A test CA; servers get certificates from it for 127.0.0.1, or self-signed ones."""
     return LocalPKI.create(tmp_path / "pki")
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., SMTPTestServer]]:
-    """Start SMTP test servers with TLS/AUTH options; closed afterwards."""
-    servers: list[SMTPTestServer] = []
-
-    def start(**options: Any) -> SMTPTestServer:
-        server = SMTPTestServer(**options)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 def tls_app(make_app: Callable[..., Flask], server: SMTPTestServer, **settings: Any) -> Flask:
@@ -110,9 +94,9 @@ UNTRUSTED = {
 @pytest.mark.parametrize("make_context, implicit, trust_ca, why", UNTRUSTED.values(),
                          ids=UNTRUSTED.keys())
 def test_an_unverified_certificate_gets_no_credentials_and_no_mail(
-        make_app, serve, pki, caplog, make_context, implicit, trust_ca, why):
+        make_app, start_smtp, pki, caplog, make_context, implicit, trust_ca, why):
     """Verification fails: no AUTH, nothing delivered, the mail stays queued, error shown."""
-    server = serve(ssl_context=make_context(pki), implicit_tls=implicit, auth=True)
+    server = start_smtp(ssl_context=make_context(pki), implicit_tls=implicit, auth=True)
     tls = {"MAIL_USE_SSL": True} if implicit else {"MAIL_USE_TLS": True}
     ca = {"MAIL_TLS_CA_FILE": str(pki.ca_file)} if trust_ca else {}
     app = tls_app(make_app, server, **tls, **ca, **CREDENTIALS)
@@ -131,9 +115,9 @@ def test_an_unverified_certificate_gets_no_credentials_and_no_mail(
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["STARTTLS", "implicit TLS"])
 def test_a_server_trusted_through_mail_tls_ca_file_gets_the_login_over_tls(
-        make_app, serve, pki, implicit):
+        make_app, start_smtp, pki, implicit):
     """MAIL_TLS_CA_FILE names the test CA: verified, AUTH over TLS, delivered, no error."""
-    server = serve(ssl_context=pki.issued("127.0.0.1"), implicit_tls=implicit, auth=True)
+    server = start_smtp(ssl_context=pki.issued("127.0.0.1"), implicit_tls=implicit, auth=True)
     tls = {"MAIL_USE_SSL": True} if implicit else {"MAIL_USE_TLS": True}
     app = tls_app(make_app, server, MAIL_TLS_CA_FILE=str(pki.ca_file), **tls, **CREDENTIALS)
     (mail_id,) = queue_submissions(app)
@@ -143,9 +127,9 @@ def test_a_server_trusted_through_mail_tls_ca_file_gets_the_login_over_tls(
     assert healthz_smtp(app) == {"error": None, "since": None}
 
 
-def test_a_server_trusted_through_ssl_cert_file_gets_the_login_over_tls(make_app, serve, pki):
+def test_a_server_trusted_through_ssl_cert_file_gets_the_login_over_tls(make_app, start_smtp, pki):
     """OpenSSL's SSL_CERT_FILE in a worker's environment is trusted (system store)."""
-    server = serve(ssl_context=pki.issued("127.0.0.1"), auth=True)
+    server = start_smtp(ssl_context=pki.issued("127.0.0.1"), auth=True)
     app = tls_app(make_app, server)
     (mail_id,) = queue_submissions(app)
     env = worker_env(app, MAIL_PORT=server.port, MAIL_USE_TLS="true", SSL_CERT_FILE=pki.ca_file,
@@ -158,9 +142,9 @@ def test_a_server_trusted_through_ssl_cert_file_gets_the_login_over_tls(make_app
     assert row(app, mail_id).status == "sent" and len(server.messages) == 1
 
 
-def test_without_ssl_cert_file_the_same_server_is_not_trusted(make_app, serve, pki):
+def test_without_ssl_cert_file_the_same_server_is_not_trusted(make_app, start_smtp, pki):
     """The control for the test above: the worker alone does not trust the test CA."""
-    server = serve(ssl_context=pki.issued("127.0.0.1"), auth=True)
+    server = start_smtp(ssl_context=pki.issued("127.0.0.1"), auth=True)
     app = tls_app(make_app, server)
     (mail_id,) = queue_submissions(app)
     env = worker_env(app, MAIL_PORT=server.port, MAIL_USE_TLS="true", **CREDENTIALS)
@@ -174,9 +158,9 @@ def test_without_ssl_cert_file_the_same_server_is_not_trusted(make_app, serve, p
 # -- configuration errors ------------------------------------------------------------
 
 
-def test_no_starttls_offered_is_a_configuration_error(make_app, serve, database_url):
+def test_no_starttls_offered_is_a_configuration_error(make_app, start_smtp, database_url):
     """MAIL_USE_TLS, a server without STARTTLS (that would take AUTH in clear): nothing sent."""
-    server = serve(auth=True, auth_cleartext=True)
+    server = start_smtp(auth=True, auth_cleartext=True)
     app = tls_app(make_app, server, MAIL_USE_TLS=True, DATABASE_URL=database_url, **CREDENTIALS)
     (mail_id,) = queue_submissions(app)
     deliver_now(app)
@@ -184,9 +168,9 @@ def test_no_starttls_offered_is_a_configuration_error(make_app, serve, database_
     assert healthz_smtp(app)["since"].endswith("Z")
 
 
-def test_no_auth_offered_is_a_configuration_error(make_app, serve):
+def test_no_auth_offered_is_a_configuration_error(make_app, start_smtp):
     """MAIL_USERNAME set, a loopback server without AUTH: the mail waits, error shown."""
-    server = serve()
+    server = start_smtp()
     app = tls_app(make_app, server, **CREDENTIALS)
     (mail_id,) = queue_submissions(app)
     deliver_now(app)
@@ -194,9 +178,9 @@ def test_no_auth_offered_is_a_configuration_error(make_app, serve):
 
 
 def test_a_refused_login_is_a_configuration_error_and_the_mail_does_not_expire(
-        make_app, serve, pki):
+        make_app, start_smtp, pki):
     """535 to AUTH: shown, the mail neither failed nor expired, its give-up time moved on."""
-    server = serve(ssl_context=pki.issued("127.0.0.1"), auth=True)
+    server = start_smtp(ssl_context=pki.issued("127.0.0.1"), auth=True)
     server.refuse_logins = True
     app = tls_app(make_app, server, MAIL_USE_TLS=True, MAIL_TLS_CA_FILE=str(pki.ca_file),
                   **CREDENTIALS)
@@ -224,9 +208,9 @@ def test_credentials_without_tls_to_a_non_loopback_server_are_never_sent(make_ap
     assert PASSWORD not in caplog.text
 
 
-def test_a_loopback_server_without_tls_gets_the_login(make_app, serve):
+def test_a_loopback_server_without_tls_gets_the_login(make_app, start_smtp):
     """127.0.0.1 without TLS is allowed to receive the login, and the mail is delivered."""
-    server = serve(auth=True, auth_cleartext=True)
+    server = start_smtp(auth=True, auth_cleartext=True)
     app = tls_app(make_app, server, **CREDENTIALS)
     (mail_id,) = queue_submissions(app)
     deliver_now(app)
@@ -235,9 +219,9 @@ def test_a_loopback_server_without_tls_gets_the_login(make_app, serve):
 
 
 def test_the_error_clears_once_a_connection_works_and_held_mails_go(
-        make_app, serve, pki, database_url):
+        make_app, start_smtp, pki, database_url):
     """Fixed login, `outbox retry --held`: the held mails are sent and the error is gone."""
-    server = serve(ssl_context=pki.issued("127.0.0.1"), auth=True)
+    server = start_smtp(ssl_context=pki.issued("127.0.0.1"), auth=True)
     server.refuse_logins = True
     app = tls_app(make_app, server, MAIL_USE_TLS=True, MAIL_TLS_CA_FILE=str(pki.ca_file),
                   DATABASE_URL=database_url,
@@ -269,9 +253,9 @@ def test_a_hostile_reply_is_shown_escaped_by_outbox_status(make_app, smtp_server
     assert not any(c in shown for c in "\r\x1b\x07\u202e")
 
 
-def test_a_hostile_login_refusal_is_shown_escaped_in_healthz_and_status(make_app, serve, pki):
+def test_a_hostile_login_refusal_is_shown_escaped_in_healthz_and_status(make_app, start_smtp, pki):
     """The configuration error carries the server's words: escaped in both places."""
-    server = serve(ssl_context=pki.issued("127.0.0.1"), auth=True)
+    server = start_smtp(ssl_context=pki.issued("127.0.0.1"), auth=True)
     server.refuse_logins, server.login_refusal = True, f"535 5.7.8 {HOSTILE}"
     app = tls_app(make_app, server, MAIL_USE_TLS=True, MAIL_TLS_CA_FILE=str(pki.ca_file),
                   **CREDENTIALS)
