@@ -6,6 +6,7 @@ available") halves the loops allowed to send, down to one, for THROTTLE_SECONDS;
 then all may send again. DELIVERY_MAX_PER_MINUTE, when set, spaces the mails
 handed to the provider evenly, one every 60/N seconds, across all the loops of
 this process (a token bucket holding one token): the cap is per process.
+A server that refuses connections is probed, not hammered (`Outage`).
 """
 
 from __future__ import annotations
@@ -102,12 +103,67 @@ class Wake:
             return self._everyone
 
 
+class Outage:
+    """The server refusing connections, as this process last found it.
+
+    While it lasts, new mails wait: one loop at a time probes the server, once per
+    interval (the first retry's delay), with the mails then due. Otherwise every new
+    submission would wake a loop to claim its mails, fail to connect and record the
+    failure, each a write that the visitors' own POSTs wait behind.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._probe_at: float | None = None  # monotonic; None while the server answers
+        self._probing = False
+
+    def waiting(self) -> bool:
+        """Whether mails must wait now: the server is down and its next probe not due."""
+        with self._lock:
+            return self._probe_at is not None and (
+                self._probing or time.monotonic() < self._probe_at)
+
+    def may_try(self) -> bool:
+        """Whether this caller may connect now; while down, only the one that takes the probe."""
+        with self._lock:
+            if self._probe_at is None:
+                return True
+            if self._probing or time.monotonic() < self._probe_at:
+                return False
+            self._probing = True
+            return True
+
+    def probe_over(self) -> None:
+        """The caller that took the probe is done (it may have found no mail to send):
+        the next probe is for whoever comes once it is due."""
+        with self._lock:
+            self._probing = False
+
+    def refused(self, interval: float) -> None:
+        """A connection failed: wait `interval` before the next probe."""
+        with self._lock:
+            self._probe_at, self._probing = time.monotonic() + interval, False
+
+    def answered(self) -> None:
+        """A connection was made: mails flow again."""
+        with self._lock:
+            self._probe_at, self._probing = None, False
+
+    def seconds_to_probe(self) -> float | None:
+        """How long until the next probe (None when the server is not known to be down)."""
+        with self._lock:
+            if self._probe_at is None:
+                return None
+            return max(0.0, self._probe_at - time.monotonic())
+
+
 class DeliveryPool:
     """The shared state of one process's delivery loops."""
 
     def __init__(self, concurrency: int, per_minute: int | None) -> None:
         self.concurrency = concurrency
         self.limiter = RateLimiter(per_minute)
+        self.outage = Outage()
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._active = concurrency

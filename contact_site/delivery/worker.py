@@ -32,16 +32,25 @@ def claim_and_deliver(context: LoopContext | None = None, limit: int | None = No
     Without a context, a one-off call in the current app (a Celery task, a test).
     """
     context = context or LoopContext.here()
-    rows, in_hand = lease.claim_batch(context.pool, limit) if limit != 0 else ([], False)
-    if rows:
-        deliver_batch(rows, context, in_hand)
-    return len(rows) + webhook_delivery.deliver_due_webhooks(context.stop)
+    outage = context.pool.outage
+    claimed = 0
+    if limit != 0 and outage.may_try():
+        try:
+            rows, in_hand = lease.claim_batch(context.pool, limit)
+            if rows:
+                deliver_batch(rows, context, in_hand)
+            claimed = len(rows)
+        finally:
+            outage.probe_over()
+    return claimed + webhook_delivery.deliver_due_webhooks(context.stop)
 
 
 def _share(pool: DeliveryPool) -> tuple[int, int]:
     """How many mails are due (counted up to a pool's worth) and how many this loop claims
     now (pool.claim_size); 0 when none are, so an idle wake-up costs a read, never the
     write lock."""
+    if pool.outage.waiting():  # the server is down: mails wait for the next probe
+        return 0, 0
     batch = int(current_app.config["DELIVERY_BATCH_SIZE"])
     due = outbox.due_count(batch * pool.concurrency)
     return due, pool.claim_size(due, batch)
@@ -118,20 +127,25 @@ def _connect(keeper: LeaseKeeper, context: LoopContext) -> smtp.TimeoutConnectio
     rest, started = keeper.unfinished(), time.monotonic()
     connection, error = context.connect()
     if isinstance(error, smtp.ConfigurationError):  # the operator must act
+        context.pool.outage.answered()
         keeper.flush()
         health.hold_for_config_error(rest, error.reason)
         return None
     if connection is None:
         if error is not None and is_throttle(error):
+            context.pool.outage.answered()  # busy, not down: the pool's throttle applies
             log.warning("smtp server answered 421 at connect: %d delivery loop(s) for %.0fs",
                         context.pool.throttle(), context.pool.seconds_paused())
             if context.should_stop():  # this loop is paused (or stopping): others carry on
                 return None  # the batch is given back: no attempt counted
+        else:
+            context.pool.outage.refused(float(context.app.config["DELIVERY_RETRY_BASE_SECONDS"]))
         reason = smtp.describe_smtp_error(error) if error is not None else "no connection"
         for other in rest:
             _conclude(keeper, other, Status.QUEUED, reason, started)
         return None
     health.clear_config_error()
+    context.pool.outage.answered()
     return connection  # type: ignore[no-any-return]
 
 
@@ -309,7 +323,7 @@ def _pass(context: LoopContext, poll: float) -> Pass:
             if due > share:  # more than this loop takes: another one may help
                 context.wake.set()
             claimed = claim_and_deliver(context, share)  # webhooks even when no mail is due
-            sleep = poll if claimed else _idle_seconds(poll)
+            sleep = poll if claimed else _idle_seconds(pool, poll)
     except Exception:  # the loop must outlive a database hiccup; it is logged
         log.exception("delivery loop error; retrying in %ss", poll)
         claimed, sleep = 0, poll
@@ -318,9 +332,12 @@ def _pass(context: LoopContext, poll: float) -> Pass:
     return Pass(claimed, sleep, others_busy, due > share)
 
 
-def _idle_seconds(poll: float) -> float:
-    """How long an idle loop may sleep: until the next retry is due or a claim lapses."""
-    until = outbox.seconds_until_due()
+def _idle_seconds(pool: DeliveryPool, poll: float) -> float:
+    """How long an idle loop may sleep: until the next retry is due or a claim lapses,
+    or while the server is down, until its next probe."""
+    until = pool.outage.seconds_to_probe()
+    if until is None:
+        until = outbox.seconds_until_due()
     return poll if until is None else min(poll, until + WAKE_MARGIN_SECONDS)
 
 
