@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the benchmarks reuse the test suite's
 
 from benchmarks.load import run_load  # noqa: E402
 from benchmarks.recovery import (  # noqa: E402
+    Outbox,
     all_sent,
     all_tried,
     first_answer,
@@ -53,7 +54,7 @@ GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 SECRET = "benchmark-secret-key-0123456789abcdef"
 MIB = 2**20
 APPS = ("product", "baseline")
-PARTS = ("ceilings", "load", "drain", "recovery", "start", "memory")
+PARTS = ("ceilings", "load", "drain", "recovery", "outage", "start", "memory")
 
 
 class Sink:
@@ -348,6 +349,55 @@ def recovery(sink: Sink, submissions: int, outage: float,
     return recovery_figures(switched_at, at_switch, after, stats, drain_rate)
 
 
+def outage(app: str, sink: Sink, seconds: float, drain_rate: float | None) -> dict[str, Any]:
+    """POSTs at concurrency 8 with the SMTP server up, then refusing connections, on one
+    instance; for the product, how soon the mails taken during the outage arrive once
+    the server is back, against the prediction (the probe interval, then the drain)."""
+    sink.ask("delay 0")
+    with tempfile.TemporaryDirectory() as folder:
+        database = Path(folder) / "bench.sqlite"
+        server = Server(app, Path(folder), sink.port,
+                        RECOVERY_SETTINGS if app == "product" else None)
+        try:
+            run_load(server.port, 2, 1.0)
+            found: dict[str, Any] = {"healthy_c8": run_load(server.port, 8, seconds).summary()}
+            if app == "product":
+                wait_for_outbox(database, all_sent, 0, 60)
+            sink.ask("reset")
+            sink.ask("mode down")
+            try:
+                found["down_c8"] = run_load(server.port, 8, seconds).summary()
+            finally:
+                switched_at = float(sink.ask("mode delay")["at"])
+            if app == "product":
+                at_switch = read_outbox(database)
+                wait_for_outbox(database, all_sent, 0, 120)
+                found["recovery"] = outage_recovery(switched_at, at_switch, sink.ask("stats"),
+                                                    drain_rate)
+        finally:
+            server.stop()
+    healthy, down = found["healthy_c8"]["rps"], found["down_c8"]["rps"]
+    found["down_over_healthy"] = round(down / healthy, 2) if healthy else None
+    return found
+
+
+def outage_recovery(switched_at: float, at_switch: Outbox, stats: dict[str, Any],
+                    drain_rate: float | None) -> dict[str, Any]:
+    """Seconds from the server's return to the last mail's arrival, and the prediction: the
+    wait for the next probe (or the latest retry), then the unsent mails at the drain rate."""
+    unsent = sum(1 for status, _, _ in at_switch.values() if status != "sent")
+    latest = max((due for status, _, due in at_switch.values() if status == "queued"),
+                 default=switched_at)
+    wait = max(latest - switched_at, float(RECOVERY_SETTINGS["DELIVERY_RETRY_BASE_SECONDS"]))
+    found: dict[str, Any] = {
+        "unsent_at_switch": unsent, "received": stats["count"],
+        "recovery_s": round(stats["last"] - switched_at, 2) if stats["last"] else None,
+        "prediction_s": round(wait + unsent / drain_rate, 2) if drain_rate else None}
+    found["ratio"] = (round(found["recovery_s"] / found["prediction_s"], 2)
+                      if found["recovery_s"] and found["prediction_s"] else None)
+    return found
+
+
 def start_times(app: str, sink: Sink, runs: int = 3) -> dict[str, Any]:
     """Seconds from spawning gunicorn to its first 200 to GET /, `runs` times, and the median."""
     with tempfile.TemporaryDirectory() as folder:
@@ -505,6 +555,17 @@ def print_table(results: dict[str, Any]) -> None:
         _row("start to first GET / 200, median s", *(runs[app]["start"]["median_s"]
                                                      for app in APPS))
     _print_recovery(runs["product"].get("recovery"))
+    if "outage" in runs["product"]:
+        for phase in ("healthy_c8", "down_c8"):
+            for metric in ("rps", "p50_ms"):
+                _row(f"POST c8, SMTP {phase.split('_')[0]}: {metric}",
+                     *(runs[app]["outage"][phase][metric] for app in APPS))
+        _row("POST c8 rps refused / healthy", *(runs[app]["outage"]["down_over_healthy"]
+                                                for app in APPS))
+        back = runs["product"]["outage"].get("recovery", {})
+        print(f"after the outage: {back.get('unsent_at_switch')} mails sent in "
+              f"{_cell(back.get('recovery_s'))} s, predicted {_cell(back.get('prediction_s'))} s"
+              f" (ratio {_cell(back.get('ratio'))}, target <= 2)")
     ceilings = results.get("ceilings", {})
     if "smtplib_persistent" in ceilings:
         print(f"\nceilings: smtplib persistent {ceilings['smtplib_persistent']} mails/s, "
@@ -625,6 +686,11 @@ def run_parts(args: argparse.Namespace, sink: Sink, results: dict[str, Any]) -> 
         print("product: recovery after a 451 outage", flush=True)
         rate = results["product"].get("drain_0s", {}).get("mails_per_s")
         results["product"]["recovery"] = recovery(sink, args.recovery, args.outage, rate)
+    if "outage" in args.only:
+        rate = results["product"].get("drain_0s", {}).get("mails_per_s")
+        for app in APPS:
+            print(f"{app}: POSTs while the SMTP server refuses connections", flush=True)
+            results[app]["outage"] = outage(app, sink, args.seconds, rate)
     if "start" in args.only:
         for app in APPS:
             print(f"{app}: start to first answer", flush=True)
