@@ -171,6 +171,17 @@ class Server:
         except OSError:
             return []
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU seconds of the master and its workers so far."""
+        total = 0.0
+        for pid in (self.process.pid, *self.workers()):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def _sample(self) -> None:
         while not self._stop.wait(0.2):
             for pid in self.workers():
@@ -457,8 +468,13 @@ def load_runs(app: str, sink: Sink, delay: float, concurrencies: list[int],
         run_load(server.port, 2, 1.0)  # warm-up: imports, templates, connections
         found["get_c8"] = run_load(server.port, 8, seconds, get_only=True).summary()
         for concurrency in concurrencies:
-            found[f"post_c{concurrency}"] = run_load(server.port, concurrency,
-                                                     seconds).summary()
+            before = server.cpu_seconds()
+            found[f"post_c{concurrency}"] = run = run_load(server.port, concurrency,
+                                                           seconds).summary()
+            # Its workers' CPU (the GET and POST of each submission, and for the product
+            # the delivery of its mails in the same processes) per submission.
+            run["cpu_ms"] = (round(1000 * (server.cpu_seconds() - before) / run["requests"], 2)
+                             if run["requests"] else None)
     found["peak_threads_per_worker"] = server.peak_threads
     found["peak_rss_mib"] = round(server.peak_rss / MIB, 1)
     return found
@@ -585,7 +601,7 @@ def _print_load(delay: str, runs: dict[str, dict[str, Any]]) -> None:
     for key in sorted(runs["product"], key=_order):
         if not key.startswith(("post_", "get_")):
             continue
-        for metric in ("p50_ms", "p99_ms", "rps"):
+        for metric in ("p50_ms", "p99_ms", "rps", "cpu_ms"):
             if key.startswith("get_") and metric != "rps":
                 continue
             values = [runs[app].get(key, {}).get(metric) for app in APPS]
