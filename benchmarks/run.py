@@ -9,7 +9,9 @@ and submissions per second at several concurrencies, mails per second drained,
 peak RSS and threads of the workers, the ceilings (GET /, plain smtplib over
 one persistent connection and one connection per message), the product's recovery
 of a backlog after a 451 outage, and how soon a freshly started gunicorn answers.
-Prints a table and writes benchmarks/results/latest.json (`--only` runs some parts).
+Prints a table and writes benchmarks/results/run.json (`--only` runs some parts);
+`python -m benchmarks.summary` gathers it with the other benchmarks' results into
+one table and results/latest.json.
 """
 
 from __future__ import annotations
@@ -306,16 +308,20 @@ def drain(app: str, sink: Sink, submissions: int, timeout: float,
         spy = None
         if profile_to is not None and server.workers():
             spy = profile(server.workers()[0], profile_to, 30)
+        before = server.cpu_seconds()
         try:
             if app != "product":
                 run_load(server.port, 8, 600, count=submissions)
             stats = sink.wait_for(mails, timeout)
+            cpu = server.cpu_seconds() - before
         finally:
             if spy is not None:
                 os.kill(spy.pid, signal.SIGINT)  # py-spy writes what it has on SIGINT
                 spy.wait(30)
             server.stop()
     found = {"mails": mails, "received": stats["count"], "mails_per_s": drain_rate(stats),
+             # The app's processes, per mail (the baseline's includes its requests).
+             "cpu_ms_per_mail": round(1000 * cpu / stats["count"], 2) if stats["count"] else None,
              "peak_threads_per_worker": server.peak_threads,
              "peak_rss_mib": round(server.peak_rss / MIB, 1)}
     if profile_to is not None and profile_to.exists():
@@ -564,7 +570,8 @@ def print_table(results: dict[str, Any]) -> None:
             _print_load(delay, {app: runs[app][f"sink_{delay}s"] for app in APPS})
     for delay in ("0", "2"):
         if f"drain_{delay}s" in runs["product"]:
-            for key in ("mails_per_s", "peak_threads_per_worker", "peak_rss_mib"):
+            for key in ("mails_per_s", "cpu_ms_per_mail", "peak_threads_per_worker",
+                        "peak_rss_mib"):
                 _row(f"drain sink {delay}s {key}",
                      *(runs[app][f"drain_{delay}s"][key] for app in APPS))
     if "start" in runs["product"]:
@@ -639,7 +646,7 @@ def _cell(value: Any) -> str:
 
 
 def main() -> None:
-    """Run the parts asked for, print the table, write results/latest.json."""
+    """Run the parts asked for, print the table, write results/run.json."""
     args = arguments()
     started = time.monotonic()
     results: dict[str, Any] = {"machine": machine(), "settings": {
@@ -651,7 +658,7 @@ def main() -> None:
         sink.close()
     results["seconds"] = round(time.monotonic() - started, 1)
     # A run of some parts only would overwrite the figures of a whole one: only if asked.
-    output = args.output or (RESULTS / "latest.json" if set(args.only) == set(PARTS) else None)
+    output = args.output or (RESULTS / "run.json" if set(args.only) == set(PARTS) else None)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(results, indent=2) + "\n")
@@ -679,7 +686,7 @@ def arguments() -> argparse.Namespace:
                         help=f"comma-separated parts to run, of {','.join(PARTS)} (all by "
                              "default; the recovery's prediction needs drain)")
     parser.add_argument("--output", type=Path, default=None,
-                        help="JSON file to write (default results/latest.json, or none when "
+                        help="JSON file to write (default results/run.json, or none when "
                              "--only leaves parts out)")
     args = parser.parse_args()
     if unknown := set(args.only) - set(PARTS):

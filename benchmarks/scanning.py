@@ -19,6 +19,10 @@ config, a one-signature database, loopback TCP, StreamMaxLength 64M) serves both
   them when scanning is on. mails/s = mails / (last mail accepted - first DATA). Checked
   afterwards: every mail arrived and is recorded sent, and with scanning every stored
   file is `clean` (submission_file.scan_state, read from the database).
+- **POST**: the same product, sink at 0 s, without and with CONTACT_CLAMD: `--posts`
+  submissions one after another, each with a 1 MiB text file of its own; the POST's
+  p50 and p90 (its GET, for the hidden fields, is not timed). Scanning happens in the
+  delivery workers, so the two should not differ beyond noise.
 
 Prints a table and writes benchmarks/results/scanning.json. With one signature, clamd's
 cost here is reading, hashing and type-checking the stream; ClamAV's full database adds
@@ -40,6 +44,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from benchmarks.load import Visitor, hidden_fields
 from benchmarks.recovery import all_sent, wait_for_outbox
 from benchmarks.run import ROOT, Server, Sink, drain_rate, machine, product_env
 from contact_site.scanning.clamd import ClamdAddress, parse_address, scan_file
@@ -186,6 +191,50 @@ def drain(sink: Sink, submissions: int, clamd: ClamdServer | None) -> dict[str, 
             "peak_rss_mib": round(server.peak_rss / MIB, 1)}
 
 
+def post_with_file(visitor: Visitor, number: int, size: int) -> float:
+    """GET the form, POST it back with a text file of `size` bytes; the POST's seconds."""
+    status, page = visitor.request("GET", "/")
+    if status != 200:
+        raise ValueError(f"GET / answered {status}")
+    fields = {**hidden_fields(page.decode()), "recipient": "sales", "name": "Ada Lovelace",
+              "email": f"scan{number}@example.com", "subject": f"Scan {number}",
+              "message": f"Question {number} with a file.", "website": ""}
+    boundary = f"----scan{number}"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+             f"{value}\r\n".encode() for name, value in fields.items()]
+    line = f"line of notes number {number}\n".encode()
+    text = (line * (size // len(line) + 1))[:size]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="attachment"; '
+                 f'filename="notes-{number}.txt"\r\nContent-Type: text/plain\r\n\r\n'
+                 .encode() + text + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    started = time.perf_counter()
+    status, _ = visitor.request("POST", "/", body, {
+        "Content-Type": f"multipart/form-data; boundary={boundary}", "Accept": "text/html"})
+    elapsed = time.perf_counter() - started
+    if status != 303:
+        raise ValueError(f"POST / answered {status}")
+    return elapsed
+
+
+def post_latency(sink: Sink, posts: int, clamd: ClamdServer | None) -> dict[str, Any]:
+    """POST p50 and p90, one at a time, each with a 1 MiB file, scanning with `clamd` if given."""
+    settings = {"CONTACT_CLAMD": clamd.tcp_address} if clamd is not None else {}
+    with tempfile.TemporaryDirectory() as folder:
+        server = Server("product", Path(folder), sink.port, settings)
+        visitor = Visitor(server.port)
+        try:
+            post_with_file(visitor, 0, ATTACHMENT_MIB * MIB)  # warm-up
+            times = sorted(post_with_file(visitor, number, ATTACHMENT_MIB * MIB)
+                           for number in range(1, posts + 1))
+        finally:
+            visitor.close()
+            server.stop()
+    return {"scanning": clamd is not None, "posts": posts,
+            "p50_ms": round(1000 * statistics.median(times), 2),
+            "p90_ms": round(1000 * times[int(0.9 * (len(times) - 1))], 2)}
+
+
 def drain_check(found: dict[str, Any], submissions: int) -> list[str]:
     """What went wrong in one drain: mails missing, not recorded, files not scanned clean."""
     problems = []
@@ -216,6 +265,10 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"{key:36} {_cell(off[key]):>12} {_cell(on[key]):>12}")
     print(f"{'scan states':36} {_states(off):>12} {_states(on):>12}")
     print(f"{'ratio mails/s, clamd / none':36} {_cell(results['drain']['ratio']):>12}")
+    posted = results["post"]
+    for key in ("p50_ms", "p90_ms"):
+        print(f"{'POST with a 1 MiB file, ' + key:36} {_cell(posted['off'][key]):>12} "
+              f"{_cell(posted['on'][key]):>12}")
 
 
 def _states(found: dict[str, Any]) -> str:
@@ -242,6 +295,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             off = drain(sink, args.submissions, None)
             print("drain with clamd", flush=True)
             on = drain(sink, args.submissions, clamd)
+            print("POSTs with a 1 MiB file, without and with clamd", flush=True)
+            results["post"] = {"off": post_latency(sink, args.posts, None),
+                               "on": post_latency(sink, args.posts, clamd)}
         finally:
             sink.close()
     ratio = (round(on["mails_per_s"] / off["mails_per_s"], 2)
@@ -256,6 +312,8 @@ def main() -> None:
     parser.add_argument("--submissions", type=int, default=200,
                         help="submissions in the drain backlog (2 mails each)")
     parser.add_argument("--runs", type=int, default=5, help="timed scans of each file size")
+    parser.add_argument("--posts", type=int, default=40,
+                        help="timed POSTs with a file, without and with scanning")
     args = parser.parse_args()
     if not CLAMD.exists():
         print(f"scanning benchmark skipped: clamd not found at {CLAMD} "
