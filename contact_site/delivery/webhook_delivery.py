@@ -3,7 +3,8 @@
 A webhook row is claimed with a lease (outbox.claim_due_mails over WEBHOOKS), its
 body built from the stored submission, signed afresh at each attempt (receivers
 refuse old timestamps) under the same webhook-id, posted by contact_site.webhooks
-(SSRF guard, timeouts, no redirects) and settled by outbox.settle: sent, queued
+(SSRF guard, timeouts, no redirects; one kept-alive connection per route for the
+pass, contact_site/webhooks/keepalive.py) and settled by outbox.settle: sent, queued
 again with backoff (never sooner than Retry-After), or failed, and then the form's
 delivery.failed webhooks hear of it. A mail's trouble never holds a webhook up:
 the SMTP loops never claim these rows and an SMTP configuration error holds mails only.
@@ -23,6 +24,7 @@ from ..database import utcnow
 from ..extensions import db
 from ..forms import Webhook, declaration_of
 from ..forms.secrets import SecretError, needs_secret, secret_of
+from ..webhooks.keepalive import KeptClients
 from ..webhooks.payload import DELIVERY_FAILED, WebhookBody, created_body, failed_body
 from ..webhooks.sender import PostOutcome, post_webhook
 from ..webhooks.signing import signature_headers
@@ -50,12 +52,13 @@ def deliver_due_webhooks(stop: threading.Event | None = None,
     rows = outbox.claim_due_mails(limit, which=outbox.WEBHOOKS)
     left = list(rows)
     try:
-        while left and not (stop is not None and stop.is_set()):
-            row = left.pop(0)
-            # Posted one by one: a row removed (erasure, deletion) or taken over while the
-            # ones before it were posted is not posted.
-            if still_held(row):
-                outbox.settle([attempt_at(row)])
+        with KeptClients() as clients:  # closed with the pass: no connection outlives it
+            while left and not (stop is not None and stop.is_set()):
+                row = left.pop(0)
+                # Posted one by one: a row removed (erasure, deletion) or taken over while
+                # the ones before it were posted is not posted.
+                if still_held(row):
+                    outbox.settle([attempt_at(row, clients)])
     finally:
         outbox.release_all(left)
     return len(rows)
@@ -87,8 +90,9 @@ def body_of(row: OutboxMail, hook: Webhook) -> WebhookBody:
     return created_body(hook.format, row.owning_submission())
 
 
-def attempt_at(row: OutboxMail) -> outbox.Attempt:
-    """One POST of this row's webhook, as an outbox attempt (never raises for the network)."""
+def attempt_at(row: OutboxMail, clients: KeptClients | None = None) -> outbox.Attempt:
+    """One POST of this row's webhook, as an outbox attempt (never raises for the network);
+    over the pass's kept connections when given."""
     started = utcnow()
     hook = declared_hook(row)
     if hook is None or row.target is None:
@@ -102,7 +106,8 @@ def attempt_at(row: OutboxMail) -> outbox.Attempt:
     except SecretError as error:
         return outbox.Attempt(row, Status.FAILED, str(error), 0.0)
     result = post_webhook(row.target, body.content, headers,
-                          allow_private=bool(current_app.config["WEBHOOK_ALLOW_PRIVATE"]))
+                          allow_private=bool(current_app.config["WEBHOOK_ALLOW_PRIVATE"]),
+                          clients=clients)
     seconds = (utcnow() - started).total_seconds()
     reply = f"{result.status or '-'} {result.answer}".strip()
     return outbox.Attempt(row, STATUSES[result.outcome], reply, seconds,

@@ -3,7 +3,8 @@
 Each read has its timeout, but a server sending its answer a byte at a time stays under
 every one of them for as long as it likes, and holds the delivery (and its claim on
 the outbox row) with it. The watchdog shuts the connection's socket when the deadline
-passes, whatever the exchange is doing; the blocked read then fails at once.
+passes, whatever the exchange is doing; the blocked read then fails at once. A
+connection kept open from an earlier POST (keepalive.py) is watched from the start.
 """
 
 from __future__ import annotations
@@ -24,12 +25,20 @@ class Watchdog:
         self._timer.daemon = True
 
     def trace(self, event: str, info: dict[str, Any]) -> None:
-        """httpcore's trace hook: keep a duplicate of the socket as soon as it is connected."""
+        """httpcore's trace hook: watch a new connection as soon as it is connected."""
         if event == "connection.connect_tcp.complete":
-            # A duplicate: TLS takes the original over, shutting the duplicate still ends both.
-            self._socket = info["return_value"].get_extra_info("socket").dup()
-            if self.fired:  # the deadline passed while connecting
-                self._shut()
+            self.watch(info["return_value"].get_extra_info("socket"))
+
+    def watch(self, connected: socket.socket) -> None:
+        """Watch this socket (of a new connection, or of one kept open) instead of any other."""
+        # A duplicate of the descriptor: TLS takes the original over (and an SSLSocket
+        # has no dup()); shutting the duplicate still ends the connection.
+        duplicate = socket.fromfd(connected.fileno(), connected.family, connected.type)
+        previous, self._socket = self._socket, duplicate
+        if previous is not None:  # a kept connection httpcore found closed and replaced
+            previous.close()
+        if self.fired:  # the deadline passed while connecting
+            self._shut()
 
     def _fire(self) -> None:
         self.fired = True

@@ -4,7 +4,9 @@ The request goes to the address guard.py checked, with the name kept in the Host
 header and in TLS (SNI and the certificate's name), so DNS is asked once per attempt.
 Redirects are not followed, no proxy is taken from the environment, each phase has
 its own timeout and the whole exchange a deadline (deadline.py). At most ANSWER_BYTES
-of the answer are read, for the attempt log.
+of the answer are read, for the attempt log. Given the KeptClients of a delivery pass,
+a POST goes over the connection an earlier one to the same route left open
+(keepalive.py); without, over a connection of its own, closed after it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import httpx
 from ..escaping import escape_controls
 from .deadline import Watchdog
 from .guard import Refused, Resolver, Target, Unresolved, check_target, resolve_host
+from .keepalive import KeptClient, KeptClients, Route
 
 TIMEOUT = httpx.Timeout(connect=5, read=10, write=10, pool=5)
 DEADLINE_SECONDS = 30.0
@@ -100,21 +103,38 @@ def read_answer(response: httpx.Response) -> str:
 
 
 def exchange(target: Target, body: bytes, headers: Mapping[str, str], timeout: httpx.Timeout,
-             verify: ssl.SSLContext | bool, watchdog: Watchdog) -> PostResult:
+             kept: KeptClient, watchdog: Watchdog) -> PostResult:
     """POST `body` to the target's checked address, the name in Host and TLS."""
     sent_headers = {**headers, "Host": target.host_header, "User-Agent": USER_AGENT,
                     "Accept-Encoding": "identity"}
     extensions = {"sni_hostname": target.host, "trace": watchdog.trace}
-    # A client per POST: a pooled connection checked for one name never carries another's.
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False,
-                      verify=verify) as client, client.stream(
-            "POST", target.connect_url, content=body, headers=sent_headers,
-            extensions=extensions) as response:
+    with kept.client.stream("POST", target.connect_url, content=body, headers=sent_headers,
+                            timeout=timeout, extensions=extensions) as response:
+        kept.remember(response)
         status = response.status_code
         outcome = classified(status)
         pause = (retry_after(response.headers.get("Retry-After"))
                  if status in (429, 503) else None)
         return PostResult(outcome, status, read_answer(response), pause, target.address)
+
+
+def posted(target: Target, body: bytes, headers: Mapping[str, str], timeout: httpx.Timeout,
+           deadline: float, clients: KeptClients, route: Route) -> PostResult:
+    """One POST over the route's client, within the deadline; network and HTTP errors come
+    back as a TRANSIENT outcome, and the client is not used again after one."""
+    kept = clients.client_for(route)
+    with Watchdog(deadline) as watchdog:
+        connected = kept.open_socket()
+        if connected is not None:  # a kept connection: no connect event will show it
+            watchdog.watch(connected)
+        try:
+            result = exchange(target, body, headers, timeout, kept, watchdog)
+        except (httpx.HTTPError, OSError) as error:
+            result = PostResult(PostOutcome.TRANSIENT, answer=failure_text(error, watchdog),
+                                address=target.address)
+    if result.status is None or watchdog.fired:  # the connection's state is in doubt
+        clients.drop(route)
+    return result
 
 
 def failure_text(error: Exception, watchdog: Watchdog) -> str:
@@ -128,18 +148,19 @@ def failure_text(error: Exception, watchdog: Watchdog) -> str:
 def public_trust() -> ssl.SSLContext:
     """The certificate authorities httpx trusts (certifi's), loaded once per process.
 
-    httpx loads the whole bundle again for every client (about 16 ms), which a new
-    client per POST would pay each time; the context is only read once made.
+    httpx loads the whole bundle again for every client (about 16 ms), which each new
+    client (one per route and pass) would pay; the context is only read once made.
     """
     return ssl.create_default_context(cafile=certifi.where())
 
 
 def post_webhook(url: str, body: bytes, headers: Mapping[str, str], *, allow_private: bool,
                  resolve: Resolver = resolve_host, timeout: httpx.Timeout = TIMEOUT,
-                 deadline: float = DEADLINE_SECONDS,
-                 verify: ssl.SSLContext | None = None) -> PostResult:
+                 deadline: float = DEADLINE_SECONDS, verify: ssl.SSLContext | None = None,
+                 clients: KeptClients | None = None) -> PostResult:
     """POST a webhook once, the target checked first; network and HTTP errors come back as
-    a TRANSIENT outcome, not raised. `verify`: the authorities to trust (the public ones)."""
+    a TRANSIENT outcome, not raised. `verify`: the authorities to trust (the public ones);
+    `clients`: the delivery pass's kept connections (none: a connection for this POST)."""
     verify = verify or public_trust()
     try:
         target = check_target(url, allow_private=allow_private, resolve=resolve)
@@ -147,9 +168,8 @@ def post_webhook(url: str, body: bytes, headers: Mapping[str, str], *, allow_pri
         return PostResult(PostOutcome.REFUSED, answer=escape_controls(str(error)))
     except Unresolved as error:
         return PostResult(PostOutcome.TRANSIENT, answer=escape_controls(str(error)))
-    with Watchdog(deadline) as watchdog:
-        try:
-            return exchange(target, body, headers, timeout, verify, watchdog)
-        except (httpx.HTTPError, OSError) as error:
-            return PostResult(PostOutcome.TRANSIENT, answer=failure_text(error, watchdog),
-                              address=target.address)
+    route = Route.of(target, verify)
+    if clients is not None:
+        return posted(target, body, headers, timeout, deadline, clients, route)
+    with KeptClients() as own:
+        return posted(target, body, headers, timeout, deadline, own, route)

@@ -544,3 +544,33 @@ def test_a_failed_webhook_requeued_gets_the_webhook_give_up_time(
         deliver_all(app)
         assert [r.headers["webhook-id"] for r in receiver.requests] == [failed.message_id] * 2
     assert the_webhook(app).status == "sent"
+
+
+def test_one_pass_posts_to_each_receiver_over_one_connection(
+        make_app, tmp_path, monkeypatch, smtp_server: SMTPTestServer):
+    """Three submissions, two webhooks each: one connection per receiver for the pass,
+    closed when the pass ends; every delivery sent once."""
+    with WebhookReceiver() as first, WebhookReceiver() as second:
+        app = site(make_app, tmp_path, monkeypatch, hook(first.url()), hook(second.url()))
+        for number in range(3):
+            submitted(app, message=f"About the engine, part {number}.")
+        deliver_now(app)
+        assert (len(first.requests), len(second.requests)) == (3, 3)
+        assert (first.connections, second.connections) == (1, 1)
+        wait_until(lambda: first.open_connections == second.open_connections == 0, 5,
+                   "the pass to close its connections")
+    assert [row.status for row in webhooks(app)] == ["sent"] * 6
+
+
+def test_a_receiver_closing_each_connection_gets_every_delivery_once(
+        make_app, tmp_path, monkeypatch, smtp_server: SMTPTestServer):
+    """Connection: close after each answer: a connection per delivery, none posted twice."""
+    with WebhookReceiver() as receiver:
+        receiver.close_after_answer = True
+        app = site(make_app, tmp_path, monkeypatch, hook(receiver.url()))
+        for number in range(3):
+            submitted(app, message=f"About the engine, part {number}.")
+        deliver_now(app)
+        ids = [request.headers["webhook-id"] for request in receiver.requests]
+        assert len(ids) == len(set(ids)) == receiver.connections == 3
+    assert [row.status for row in webhooks(app)] == ["sent"] * 3

@@ -13,8 +13,12 @@ A path may have a mode of its own (``path_modes["/gone"] = "410"``), and
 before ``mode`` applies again. ``on_request`` runs before each answer (what a test does
 while a delivery waits for it). ``port`` chooses the port (one a test named in a forms
 file before the receiver started). Every request is recorded (method, path, headers
-with lower-case names, body) before it is answered, and the TLS server name each
-connection asked for is kept in ``server_names``.
+with lower-case names, body, the number of the connection it came on) before it is
+answered, and the TLS server name each connection asked for is kept in ``server_names``.
+``connections`` counts the connections accepted, ``open_connections`` those the client
+has not closed yet. ``close_after_answer`` answers with ``Connection: close`` and
+closes; ``idle_close_seconds`` closes a connection idle that long, without a word (as
+a server's keep-alive timeout does).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    connection: int = 0  # the receiver's number of the connection it came on, from 1
 
 
 class _Server(ThreadingHTTPServer):
@@ -65,13 +70,30 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle's algorithm, the body of every
+    # answer on a kept-alive connection would wait ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        """Number the connection; an idle one times out (and is closed) if the test says so."""
+        receiver = self.server.receiver
+        self.timeout = receiver.idle_close_seconds
+        self.connection_number = receiver.connection_opened()
+        super().setup()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.receiver.connection_closed()
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         receiver = self.server.receiver
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         request = ReceivedRequest(self.command, self.path,
-                                  {k.lower(): v for k, v in self.headers.items()}, body)
+                                  {k.lower(): v for k, v in self.headers.items()}, body,
+                                  self.connection_number)
         mode = receiver.record(request)
         if receiver.on_request is not None:
             receiver.on_request(request)
@@ -90,6 +112,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Location", receiver.location)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(receiver.answer)))
+        if receiver.close_after_answer:
+            self.send_header("Connection", "close")  # http.server then closes it
         self.end_headers()
         self.wfile.write(receiver.answer)
 
@@ -121,6 +145,10 @@ class WebhookReceiver:
         self._next_modes: list[str] = []
         self.on_request: Callable[[ReceivedRequest], None] | None = None
         self.server_names: list[str | None] = []
+        self.close_after_answer = False
+        self.idle_close_seconds: float | None = None
+        self.connections = 0
+        self.open_connections = 0
         self.released = threading.Event()
         self._lock = threading.Lock()
         if ssl_context is not None:
@@ -154,6 +182,18 @@ class WebhookReceiver:
             if self._next_modes:
                 return self._next_modes.pop(0)
             return self.path_modes.get(request.path.partition("?")[0], self.mode)
+
+    def connection_opened(self) -> int:
+        """Count a new connection (handler threads call this); its number."""
+        with self._lock:
+            self.connections += 1
+            self.open_connections += 1
+            return self.connections
+
+    def connection_closed(self) -> None:
+        """Count a connection ended (handler threads call this)."""
+        with self._lock:
+            self.open_connections -= 1
 
     def received(self, path: str) -> list[ReceivedRequest]:
         """The requests made to one path, in order."""
