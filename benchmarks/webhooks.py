@@ -1,8 +1,11 @@
 """Webhook benchmark: deliveries per second to a loopback receiver, and what a webhook adds
 to a POST.
 
-Run with `python -m benchmarks.webhooks [--deliveries N] [--posts N]`, on SQLite and on
-PostgreSQL when it is reachable. In this process, no delivery thread started:
+Run with `python -m benchmarks.webhooks [--deliveries N] [--posts N] [--mails N]
+[--slow-hooks N]`, on SQLite and on PostgreSQL when it is reachable (the mails beside a
+slow receiver on SQLite only). Writes benchmarks/results/webhooks.json: the raw figures
+and "figures", one row per measure. In this process, no delivery thread started but
+for the mails:
 
 - **deliveries**: N submissions of a declared form are stored in one statement and a
   webhook delivery queued for each with `outbox.enqueue_webhook`; `deliver_due_webhooks`
@@ -10,9 +13,18 @@ PostgreSQL when it is reachable. In this process, no delivery thread started:
   receiver on 127.0.0.1 (`WEBHOOK_ALLOW_PRIVATE=true`; the test suite's receiver, a
   thread per connection, answering 200 at once). Every request is checked afterwards:
   one per delivery, each webhook-id once, each signature verified by `standardwebhooks`.
-  The ceiling is httpx alone posting the same body to the same receiver, a new client
-  per POST as the sender makes; and the same with one TLS context shared by the
-  clients (a client makes its own otherwise, loading the CA bundle, even for http://).
+  The ceiling is httpx alone posting the same body to the same receiver with ONE
+  persistent client (keep-alive), the target being at least half of it; a new client
+  per POST (as the sender made before it kept connections), and the same with one TLS
+  context shared, are kept as references. The receiver counts the connections the
+  product opened (one per route and delivery pass, DELIVERY passes of WEBHOOK_BATCH).
+- **mails beside a slow receiver**: on SQLite, the product's delivery pool
+  (`run_delivery_pool`, DELIVERY_CONCURRENCY loops) runs with H submissions of the
+  hooked form queued, their webhooks to a receiver answering after 2 s; once its loops
+  are busy with them, M submissions of the plain form are queued and their mails
+  drained to the SMTP sink process (benchmarks.run.Sink). The same again with H plain
+  submissions first instead. Mails per second of the M, with and without, and their
+  ratio (target: near 1, at least 0.9).
 - **POST cost**: two forms identical but for a declared webhook are posted to in turn
   through the test client (only the POST is timed: its GET comes before, for the
   hidden fields), with the SQL statements of one POST of each counted by kind. The
@@ -22,12 +34,14 @@ PostgreSQL when it is reachable. In this process, no delivery thread started:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import ssl
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -46,7 +60,9 @@ from werkzeug.test import encode_multipart
 from contact_site import create_app
 from contact_site.delivery import outbox
 from contact_site.delivery.models import MailKind, OutboxMail
-from contact_site.delivery.webhook_delivery import deliver_due_webhooks
+from contact_site.delivery.pool import Wake
+from contact_site.delivery.webhook_delivery import WEBHOOK_BATCH, deliver_due_webhooks
+from contact_site.delivery.worker import run_delivery_pool
 from contact_site.extensions import db
 from contact_site.forms import declaration_of
 from contact_site.schema import upgrade_schema
@@ -56,8 +72,9 @@ from contact_site.webhooks.payload import SUBMISSION_CREATED
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the benchmarks reuse the test suite's helpers
+from benchmarks.run import Sink  # noqa: E402
 from support.databases import postgres_schema  # noqa: E402
-from support.factories import insert_submissions  # noqa: E402
+from support.factories import create_submissions, insert_submissions  # noqa: E402
 from support.forms_files import hidden_fields  # noqa: E402
 from support.webhook_receiver import WebhookReceiver  # noqa: E402
 
@@ -66,6 +83,10 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 # A delivery that is not sent within this long means the run is broken, not slow.
 DRAIN_LIMIT_SECONDS = 300.0
 WARM_UP_POSTS = 5
+RESULTS = ROOT / "benchmarks" / "results" / "webhooks.json"
+SLOW_SECONDS = 2.0  # the slow receiver's answer time
+# Mails not all at the sink within this long: the rate is what arrived meanwhile.
+MAIL_LIMIT_SECONDS = 40.0
 FORM = """
 [[forms]]
 slug = "{slug}"
@@ -113,8 +134,10 @@ def forms_file(folder: Path, url: str) -> Path:
     return path
 
 
-def bench_app(database_url: str, folder: Path, url: str) -> Flask:
-    """An app on this database with the two forms, its schema made; no delivery started."""
+def bench_app(database_url: str, folder: Path, url: str,
+              settings: dict[str, Any] | None = None) -> Flask:
+    """An app on this database with the two forms, its schema made; no delivery started.
+    `settings` on top of the benchmark's."""
     folder.mkdir(parents=True, exist_ok=True)
     app = create_app({
         "TESTING": True, "SECRET_KEY": "benchmark-secret-key-0123456789abcdef",
@@ -124,7 +147,7 @@ def bench_app(database_url: str, folder: Path, url: str) -> Flask:
         # The client posts at once, without a proof of work, from one address: with these
         # on, the submissions would be suspect or limited, and not all hooked.
         "CONTACT_RATE_LIMIT": "off", "CONTACT_PROOF_OF_WORK": "off",
-        "CONTACT_MIN_FILL_SECONDS": 0})
+        "CONTACT_MIN_FILL_SECONDS": 0, **(settings or {})})
     # One log line per delivery would bury the table (and time the terminal).
     logging.getLogger("contact_site.delivery").setLevel(logging.WARNING)
     upgrade_schema(app)
@@ -189,18 +212,31 @@ def ceiling(url: str, body: bytes, headers: dict[str, str], count: int,
     return count / (time.perf_counter() - started)
 
 
+def persistent_ceiling(url: str, body: bytes, headers: dict[str, str], count: int) -> float:
+    """POSTs per second of httpx alone to the receiver over ONE persistent client
+    (keep-alive: one connection for them all)."""
+    started = time.perf_counter()
+    with httpx.Client(timeout=10, follow_redirects=False, trust_env=False) as client:
+        for _ in range(count):
+            client.post(url, content=body, headers=headers).raise_for_status()
+    return count / (time.perf_counter() - started)
+
+
 def delivery_rate(database_url: str, folder: Path, count: int) -> dict[str, float]:
-    """Webhook deliveries per second from the outbox to a loopback receiver, and the ceiling."""
+    """Webhook deliveries per second from the outbox to a loopback receiver, the connections
+    it took, and the ceilings."""
     with WebhookReceiver() as receiver:
         app = bench_app(database_url, folder, receiver.url())
         try:
             queue_deliveries(app, count, receiver.url())
             elapsed = drain(app, count)
             check_received(receiver, count)
+            connections = receiver.connections
             sample = receiver.requests[0]
             headers = {name: value for name, value in sample.headers.items()
                        if name in ("content-type", "webhook-id", "webhook-timestamp",
                                    "webhook-signature")}
+            persistent = persistent_ceiling(receiver.url(), sample.body, headers, count)
             raw = ceiling(receiver.url(), sample.body, headers, count)
             shared = ceiling(receiver.url(), sample.body, headers, count,
                              ssl.create_default_context())
@@ -208,7 +244,83 @@ def delivery_rate(database_url: str, folder: Path, count: int) -> dict[str, floa
             with app.app_context():
                 db.engine.dispose()
     return {"deliveries_per_s": count / elapsed, "ms_each": 1000 * elapsed / count,
+            "connections": connections, "persistent_per_s": persistent,
             "ceiling_per_s": raw, "shared_context_per_s": shared}
+
+
+def slow_answer(request: Any) -> None:
+    """The slow receiver's hook: every answer waits SLOW_SECONDS."""
+    time.sleep(SLOW_SECONDS)
+
+
+def queue_mails(app: Flask, count: int, slug: str) -> int:
+    """Store `count` submissions of the form `slug` with their mails (and webhook deliveries,
+    for `hooked`), as the form queues them; how many mails were queued."""
+    before = outbox_rows(app)
+    create_submissions(app, count, form_slug=slug, answers=declared_answers(app),
+                       message=MESSAGE)
+    queued = outbox_rows(app) - before
+    return queued.total() - queued[MailKind.WEBHOOK]
+
+
+def drain_mails(app: Flask, sink: Sink, first: int, slug: str,
+                mails: int) -> dict[str, Any]:
+    """The product's delivery pool runs; `first` submissions of `slug` are queued before it
+    starts, `mails` more of `plain` once its loops are busy with the first (a slow
+    receiver's POSTs, if hooked). Mails per second of the later ones: from their queueing
+    to the last mail at the sink (or to the limit, if they do not all arrive)."""
+    sink.ask("reset")
+    early = queue_mails(app, first, slug)
+    stop, wake = threading.Event(), Wake()
+    pool = threading.Thread(target=run_delivery_pool, args=(app, stop, wake), daemon=True)
+    pool.start()
+    try:
+        sink.wait_for(early, MAIL_LIMIT_SECONDS)
+        time.sleep(SLOW_SECONDS / 4)  # the loops have claimed the webhooks and wait on them
+        started = time.time()
+        later = queue_mails(app, mails, "plain")
+        wake.set()  # as a submission does
+        stats = sink.wait_for(early + later, MAIL_LIMIT_SECONDS)
+    finally:
+        stop.set()
+        wake.set_all()
+        pool.join(60)
+    arrived = stats["count"] - early
+    ended = stats["last"] if arrived >= later else started + MAIL_LIMIT_SECONDS
+    return {"mails": later, "received": arrived, "seconds": round(ended - started, 3),
+            "mails_per_s": arrived / (ended - started) if ended > started else None}
+
+
+def webhooks_sent(app: Flask) -> int:
+    """The webhook deliveries sent so far."""
+    with app.app_context():
+        return int(db.session.scalar(select(func.count()).where(
+            OutboxMail.kind == MailKind.WEBHOOK, OutboxMail.status == "sent")) or 0)
+
+
+def mails_beside_slow_hooks(folder: Path, sink: Sink, mails: int,
+                            hooks: int) -> dict[str, Any]:
+    """Mails per second drained to the sink while the pool's loops are busy: with `hooks`
+    webhook deliveries to a receiver answering after SLOW_SECONDS queued just before
+    them, and the same with submissions of the form without a webhook instead; each on a
+    fresh SQLite database."""
+    found: dict[str, Any] = {}
+    with WebhookReceiver() as slow:
+        slow.on_request = slow_answer
+        for label, slug in (("without_webhooks", "plain"), ("with_slow_webhooks", "hooked")):
+            where = folder / label
+            app = bench_app(f"sqlite:///{where}.sqlite", where, slow.url(), {
+                "TESTING": False, "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": sink.port,
+                "MAIL_DEFAULT_SENDER": "Contact form <noreply@example.org>"})
+            try:
+                found[label] = {**drain_mails(app, sink, hooks, slug, mails),
+                                "webhooks_queued": hooks if slug == "hooked" else 0,
+                                "webhooks_sent": webhooks_sent(app)}
+            finally:
+                with app.app_context():
+                    db.engine.dispose()
+        found["slow_requests_received"] = len(slow.requests)
+    return found
 
 
 def statement_kind(statement: str) -> str:
@@ -293,13 +405,18 @@ def post_cost(database_url: str, folder: Path, posts: int) -> dict[str, Any]:
             for slug, seconds in times.items()}
 
 
-def run(database_url: str, folder: Path, deliveries: int, posts: int) -> None:
-    """Both parts on one database, their rows printed."""
+def run(database_url: str, folder: Path, deliveries: int, posts: int) -> dict[str, Any]:
+    """Both parts on one database, their rows printed; the raw figures."""
     name = database_url.split(":")[0].split("+")[0]
     rate = delivery_rate(database_url, folder / "rate", deliveries)
-    _row(name, f"webhook deliveries/s ({deliveries}, one loop)", f"{rate['deliveries_per_s']:.0f}")
+    _row(name, f"webhook deliveries/s ({deliveries}, one loop)", f"{rate['deliveries_per_s']:.0f}",
+         f"{rate['deliveries_per_s'] / rate['persistent_per_s']:.2f} of the ceiling")
     _row(name, "  time per delivery, ms", f"{rate['ms_each']:.2f}")
-    _row(name, "  ceiling: httpx alone, a client per POST, /s", f"{rate['ceiling_per_s']:.0f}")
+    _row(name, "  connections the receiver saw", f"{rate['connections']}",
+         f"passes of {WEBHOOK_BATCH}")
+    _row(name, "  ceiling: httpx alone, one persistent client, /s",
+         f"{rate['persistent_per_s']:.0f}")
+    _row(name, "  httpx alone, a client per POST, /s", f"{rate['ceiling_per_s']:.0f}")
     _row(name, "  the same, one TLS context shared, /s", f"{rate['shared_context_per_s']:.0f}")
     cost = post_cost(database_url, folder / "posts", posts)
     plain, hooked = cost["plain"], cost["hooked"]
@@ -315,6 +432,71 @@ def run(database_url: str, folder: Path, deliveries: int, posts: int) -> None:
     _row(name, "outbox rows per POST, without / with",
          f"{plain['queued'].total()} / {hooked['queued'].total()}",
          _changes(hooked["queued"], plain["queued"]))
+    return {"rate": rate, "post_cost": {slug: {**found, "statements": dict(found["statements"]),
+                                               "queued": dict(found["queued"])}
+                                        for slug, found in cost.items()}}
+
+
+def print_mails(found: dict[str, Any]) -> None:
+    """The rows of the mails-beside-a-slow-receiver measure."""
+    alone, slow = found["without_webhooks"], found["with_slow_webhooks"]
+    for label, part in (("without webhooks", alone),
+                        (f"with {slow['webhooks_queued']} webhooks to a 2 s receiver", slow)):
+        _row("sqlite", f"mails/s {label}", _number(part["mails_per_s"]),
+             f"{part['received']} of {part['mails']} in {part['seconds']} s")
+    _row("sqlite", "  ratio with / without", _number(mails_ratio(found), 2),
+         f"{slow['webhooks_sent']} webhooks sent by the time the pool stopped")
+
+
+def mails_ratio(found: dict[str, Any]) -> float | None:
+    """Mails per second with the slow webhooks over without them."""
+    alone = found["without_webhooks"]["mails_per_s"]
+    slow = found["with_slow_webhooks"]["mails_per_s"]
+    return slow / alone if alone and slow is not None else None
+
+
+def figure(measure: str, value: float | None, unit: str, reference: float | None = None,
+           reference_label: str = "", target: float | None = None,
+           note: str = "") -> dict[str, Any]:
+    """One row of "figures": the ratio to its reference, and whether it meets the target."""
+    ratio = value / reference if value is not None and reference else None
+    return {"measure": measure, "value": _rounded(value), "unit": unit,
+            "reference": _rounded(reference), "reference_label": reference_label,
+            "ratio": _rounded(ratio, 3), "target": None if target is None else f">= {target}",
+            "met": None if target is None or ratio is None else ratio >= target, "note": note}
+
+
+def figures(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The summary rows of every measure that ran."""
+    rows = []
+    for database, found in results["databases"].items():
+        rate = found["rate"]
+        for label, key in (("one persistent client", "persistent_per_s"),
+                           ("a client per POST", "ceiling_per_s")):
+            rows.append(figure(
+                f"{database}: webhook deliveries/s vs httpx alone, {label}",
+                rate["deliveries_per_s"], "deliveries/s", rate[key],
+                f"httpx alone, {label}", 0.5 if key == "persistent_per_s" else None,
+                f"{rate['connections']} connections at the receiver for "
+                f"{results['deliveries']} deliveries"))
+    mails = results.get("mails")
+    if mails:
+        slow = mails["with_slow_webhooks"]
+        rows.append(figure(
+            f"sqlite: mails/s with {slow['webhooks_queued']} webhooks to a 2 s receiver",
+            slow["mails_per_s"], "mails/s", mails["without_webhooks"]["mails_per_s"],
+            "the same mails without webhooks", 0.9,
+            f"{slow['received']} of {slow['mails']} mails; "
+            f"{slow['webhooks_sent']} webhooks sent by the time the pool stopped"))
+    return rows
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _rounded(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _changes(hooked: Counter[str], plain: Counter[str]) -> str:
@@ -339,23 +521,41 @@ def with_secret(action: Callable[[], None]) -> None:
 def main() -> None:
     """Run the webhook benchmark on SQLite, and on PostgreSQL when it is reachable."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deliveries", type=int, default=1000,
+    parser.add_argument("--deliveries", type=int, default=500,
                         help="webhook deliveries to drain")
-    parser.add_argument("--posts", type=int, default=200, help="timed POSTs of each form")
+    parser.add_argument("--posts", type=int, default=100, help="timed POSTs of each form")
+    parser.add_argument("--mails", type=int, default=400,
+                        help="submissions whose mails are drained beside the slow receiver")
+    parser.add_argument("--slow-hooks", type=int, default=20,
+                        help="webhook deliveries queued to the slow receiver")
     args = parser.parse_args()
+    results: dict[str, Any] = {"deliveries": args.deliveries, "posts": args.posts,
+                               "databases": {}}
 
-    def both() -> None:
+    def every_part() -> None:
         print(f"\n{'database':10} {'measure':48} {'value':>15}  difference")
         with tempfile.TemporaryDirectory() as folder:
-            run(f"sqlite:///{folder}/webhooks.sqlite", Path(folder) / "sqlite",
+            results["databases"]["sqlite"] = run(
+                f"sqlite:///{folder}/webhooks.sqlite", Path(folder) / "sqlite",
                 args.deliveries, args.posts)
             with postgres_schema("bench") as postgres_url:
                 if postgres_url is None:
                     print("postgresql: skipped (unreachable)")
                 else:
-                    run(postgres_url, Path(folder) / "postgresql", args.deliveries, args.posts)
+                    results["databases"]["postgresql"] = run(
+                        postgres_url, Path(folder) / "postgresql", args.deliveries, args.posts)
+            sink = Sink()
+            try:
+                results["mails"] = mails_beside_slow_hooks(Path(folder) / "mails", sink,
+                                                           args.mails, args.slow_hooks)
+            finally:
+                sink.close()
+            print_mails(results["mails"])
 
-    with_secret(both)
+    with_secret(every_part)
+    results["figures"] = figures(results)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
