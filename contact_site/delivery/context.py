@@ -78,14 +78,17 @@ class LoopContext:
     index: int = 0  # its place among the pool's loops: loop 0 also runs the daily jobs
     # Whether this loop must hold off for now (after a 421 the pool lets fewer loops send).
     paused: Callable[[], bool] = _never
+    # Whether its passes also post due webhooks: a pool's loops do not, its WebhookLoop does.
+    webhooks: bool = True
 
     @classmethod
     def for_loop(cls, app: Flask, stop: threading.Event, wake: Wake,
                  index: int) -> LoopContext:
-        """The context of the pool's loop number `index`, keeping its connection."""
+        """The context of the pool's loop number `index`, keeping its connection (mails
+        only: the pool posts its webhooks from a loop of their own)."""
         pool = pool_of(app)
         return cls(app, pool, stop, wake, Link(), index=index,
-                   paused=lambda: not pool.may_send(index))
+                   paused=lambda: not pool.may_send(index), webhooks=False)
 
     @classmethod
     def here(cls, stop: threading.Event | None = None,

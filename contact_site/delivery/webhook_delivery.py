@@ -8,6 +8,9 @@ pass, contact_site/webhooks/keepalive.py) and settled by outbox.settle: sent, qu
 again with backoff (never sooner than Retry-After), or failed, and then the form's
 delivery.failed webhooks hear of it. A mail's trouble never holds a webhook up:
 the SMTP loops never claim these rows and an SMTP configuration error holds mails only.
+Nor does a webhook's trouble hold a mail up: a delivery pool posts its webhooks from a
+loop of their own (WebhookLoop), so a receiver that takes seconds to answer keeps no
+mail loop waiting.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 import threading
 from datetime import datetime
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import select
 
 from ..database import utcnow
@@ -30,6 +33,8 @@ from ..webhooks.sender import PostOutcome, post_webhook
 from ..webhooks.signing import signature_headers
 from . import outbox
 from .models import OutboxMail, Status
+from .pool import Wake
+from .timing import WAKE_MARGIN_SECONDS
 
 log = logging.getLogger("contact_site.delivery")
 # Each post may take up to the sender's deadline (30 s): this many stay well inside a lease.
@@ -62,6 +67,50 @@ def deliver_due_webhooks(stop: threading.Event | None = None,
     finally:
         outbox.release_all(left)
     return len(rows)
+
+
+class WebhookLoop:
+    """A delivery pool's webhooks, posted from a thread of their own until `stop`.
+
+    Woken when a submission is stored (it may have queued webhooks); otherwise it
+    sleeps until the next delivery is due, at most DELIVERY_POLL_SECONDS. `idle` is
+    set while its last pass found nothing to post.
+    """
+
+    def __init__(self, app: Flask, stop: threading.Event) -> None:
+        self.app, self.stop = app, stop
+        self.wake = Wake()
+        self.idle = threading.Event()
+
+    def thread(self) -> threading.Thread:
+        """A daemon thread running the loop (not started)."""
+        return threading.Thread(target=self.run, name="contact-webhooks", daemon=True)
+
+    def run(self) -> None:
+        """Post due webhooks pass after pass, sleeping between passes that find none."""
+        poll = float(self.app.config["DELIVERY_POLL_SECONDS"])
+        while not self.stop.is_set():
+            try:
+                with self.app.app_context():
+                    posted = deliver_due_webhooks(self.stop)
+                    sleep = 0.0 if posted else self._idle_seconds(poll)
+            except Exception:  # the loop must outlive a database hiccup; it is logged
+                log.exception("webhook loop error; retrying in %ss", poll)
+                posted, sleep = 0, poll
+            if posted:
+                self.idle.clear()
+            else:
+                self.idle.set()
+                self.wake.wait(sleep)
+
+    def _idle_seconds(self, poll: float) -> float:
+        """Until the next delivery (or mail) is due or a claim lapses, at most `poll`."""
+        until = outbox.seconds_until_due()
+        return poll if until is None else min(poll, until + WAKE_MARGIN_SECONDS)
+
+    def close(self) -> None:
+        """Wake the loop for good (after `stop` is set), so it sees the stop at once."""
+        self.wake.set_all()
 
 
 def still_held(row: OutboxMail) -> bool:

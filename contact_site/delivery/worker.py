@@ -21,13 +21,15 @@ from .mime import CRLFMessage
 from .models import MailKind, OutboxMail, Status
 from .pool import DeliveryPool, Wake, is_throttle
 from .timing import GATHER_SECONDS, LINK_IDLE_SECONDS, STOP_WAIT_SECONDS, WAKE_MARGIN_SECONDS
+from .webhook_delivery import WebhookLoop
 
 log = logging.getLogger("contact_site.delivery")
 
 
 def claim_and_deliver(context: LoopContext | None = None, limit: int | None = None) -> int:
     """Claim due mails (up to `limit`, else DELIVERY_BATCH_SIZE; none for 0) and send them,
-    then the due webhook deliveries; how many of both.
+    then the due webhook deliveries unless the context leaves them to a WebhookLoop; how
+    many of both.
 
     Without a context, a one-off call in the current app (a Celery task, a test).
     """
@@ -42,6 +44,8 @@ def claim_and_deliver(context: LoopContext | None = None, limit: int | None = No
             claimed = len(rows)
         finally:
             outage.probe_over()
+    if not context.webhooks:
+        return claimed
     return claimed + webhook_delivery.deliver_due_webhooks(context.stop)
 
 
@@ -322,7 +326,7 @@ def _pass(context: LoopContext, poll: float) -> Pass:
             due, share = _share(pool)
             if due > share:  # more than this loop takes: another one may help
                 context.wake.set()
-            claimed = claim_and_deliver(context, share)  # webhooks even when no mail is due
+            claimed = claim_and_deliver(context, share)
             sleep = poll if claimed else _idle_seconds(pool, poll)
     except Exception:  # the loop must outlive a database hiccup; it is logged
         log.exception("delivery loop error; retrying in %ss", poll)
@@ -346,14 +350,21 @@ def run_delivery_pool(app: Flask, stop: threading.Event, wake: Wake,
     """DELIVERY_CONCURRENCY loops until `stop`: the first in this thread, the others beside it."""
     contexts = [LoopContext.for_loop(app, stop, wake, index)
                 for index in range(app.config["DELIVERY_CONCURRENCY"])]
-    threads = [_loop_thread(context, on_idle) for context in contexts[1:]]
+    hooks = WebhookLoop(app, stop)
+
+    def idle() -> None:  # every mail loop found nothing: so did the webhooks' last pass
+        if on_idle is not None and hooks.idle.is_set():
+            on_idle()
+
+    threads = [hooks.thread(), *(_loop_thread(context, idle) for context in contexts[1:])]
     for thread in threads:
         thread.start()
     try:
-        run_delivery_loop(contexts[0], on_idle)
+        run_delivery_loop(contexts[0], idle)
     finally:
         stop.set()
         wake.set_all()
+        hooks.close()
         for thread in threads:
             thread.join()
 
@@ -373,6 +384,7 @@ class DeliveryThread:
         self._stop = threading.Event()
         self._wake = Wake()
         self._threads: list[threading.Thread] = []
+        self._hooks: WebhookLoop | None = None
         self._pid = 0
         self._lock = threading.Lock()
 
@@ -389,9 +401,11 @@ class DeliveryThread:
             self._stop.clear()
             self._pid = os.getpid()
             self._wake = Wake()  # a stopped one wakes every loop for good
+            self._hooks = WebhookLoop(self.app, self._stop)
             self._threads = [
-                _loop_thread(LoopContext.for_loop(self.app, self._stop, self._wake, index))
-                for index in range(self.app.config["DELIVERY_CONCURRENCY"])]
+                *(_loop_thread(LoopContext.for_loop(self.app, self._stop, self._wake, index))
+                  for index in range(self.app.config["DELIVERY_CONCURRENCY"])),
+                self._hooks.thread()]
             for thread in self._threads:
                 thread.start()
 
@@ -404,6 +418,8 @@ class DeliveryThread:
     def wake(self) -> None:
         """Deliver now rather than at the next poll (only where the thread was started)."""
         self._wake.set()
+        if self._hooks is not None:
+            self._hooks.wake.set()
 
     def stop(self, timeout: float = STOP_WAIT_SECONDS) -> None:
         """Give back the unsent claims at once, finish or abandon the mail in hand, and wait.
@@ -413,6 +429,8 @@ class DeliveryThread:
         """
         self._stop.set()
         self._wake.set_all()
+        if self._hooks is not None:
+            self._hooks.close()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -11,6 +11,8 @@ import base64
 import hashlib
 import json
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -456,6 +458,31 @@ def test_slack_and_ntfy_notices_have_their_shapes(make_app, tmp_path, monkeypatc
     assert ntfy.headers["click"] == link
     assert ntfy.body.decode() == "From: ada@example.com\nSubject: Engines <@channel> & more"
     assert "webhook-signature" not in slack.headers | ntfy.headers
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_receiver_does_not_hold_the_mails(
+        make_app, tmp_path, monkeypatch, smtp_server: SMTPTestServer):
+    """The receiver takes 2 s over each webhook and the pool has one mail loop: the mails of
+    submissions posted while it waits are all sent before it has answered twice."""
+    first_arrived = threading.Event()
+
+    def slowly(_request: ReceivedRequest) -> None:
+        first_arrived.set()
+        time.sleep(2)
+
+    with WebhookReceiver() as receiver:
+        receiver.on_request = slowly
+        app = site(make_app, tmp_path, monkeypatch, hook(receiver.url()), deliver=True,
+                   DELIVERY_CONCURRENCY=1)
+        for _ in range(3):
+            submitted(app)
+        wait_until(first_arrived.is_set, 15, "the first webhook at the receiver")
+        for _ in range(3):
+            submitted(app)
+        wait_until(lambda: len(smtp_server.messages) == 6, 15, "every mail")
+        assert len(receiver.requests) <= 2
+        receiver.on_request = None
 
 
 def test_a_webhook_queued_while_the_receiver_is_down_is_delivered_after_a_restart(
