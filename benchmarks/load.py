@@ -16,6 +16,8 @@ import statistics
 import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,8 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
+    # Why the failed requests failed (their ValueError's words, or the exception's name).
+    refusals: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> dict[str, Any]:
         """p50/p99 in milliseconds and completed requests per second."""
@@ -62,6 +66,23 @@ def multipart(fields: dict[str, str]) -> tuple[bytes, str]:
              for name, value in fields.items()]
     body = "".join(parts) + f"--{boundary}--\r\n"
     return body.encode(), f"multipart/form-data; boundary={boundary}"
+
+
+# One file of a multipart body: (field name, file name, bytes, content type).
+Upload = tuple[str, str, bytes, str]
+
+
+def multipart_with_files(fields: dict[str, str],
+                         files: Sequence[Upload] = ()) -> tuple[bytes, str]:
+    """The fields, then the files, encoded as a browser encodes a form with file inputs."""
+    boundary = f"----bench{uuid.uuid4().hex}"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+             f"{value}\r\n".encode() for name, value in fields.items()]
+    parts += [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+              f'filename="{filename}"\r\nContent-Type: {kind}\r\n\r\n'.encode()
+              + data + b"\r\n" for name, filename, data, kind in files]
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 class Visitor:
@@ -124,6 +145,29 @@ class Visitor:
             raise ValueError(f"GET / answered {status}")
         return time.perf_counter() - started
 
+    def fetch(self, path: str, headers: dict[str, str] | None = None) -> tuple[float, bytes]:
+        """GET `path`; its seconds and body (ValueError unless it answered 200)."""
+        started = time.perf_counter()
+        status, body = self.request("GET", path, headers=headers)
+        elapsed = time.perf_counter() - started
+        if status != 200:
+            raise ValueError(f"GET {path} answered {status}")
+        return elapsed, body
+
+    def post(self, path: str, fields: dict[str, str], files: Sequence[Upload] = (),
+             headers: dict[str, str] | None = None, expect: int = 303) -> float:
+        """POST fields and files as multipart/form-data; its seconds (ValueError unless
+        it answered `expect`)."""
+        body, content_type = multipart_with_files(fields, files)
+        started = time.perf_counter()
+        status, answer = self.request("POST", path, body,
+                                      {"Accept": "text/html", **(headers or {}),
+                                       "Content-Type": content_type})
+        elapsed = time.perf_counter() - started
+        if status != expect:
+            raise ValueError(f"POST {path} answered {status}: {answer[:200]!r}")
+        return elapsed
+
     def close(self) -> None:
         """Close the connection."""
         self.connection.close()
@@ -132,21 +176,31 @@ class Visitor:
 def run_load(port: int, concurrency: int, seconds: float, get_only: bool = False,
              count: int | None = None) -> LoadResult:
     """`concurrency` visitors submitting for `seconds` (or `count` submissions in all)."""
+    action = Visitor.get_page if get_only else Visitor.submit
+    return run_visits(port, concurrency, seconds, action, count=count)
+
+
+def run_visits(port: int, concurrency: int, seconds: float, action: Callable[[Visitor], float],
+               count: int | None = None,
+               make_visitor: Callable[[int], Visitor] = Visitor) -> LoadResult:
+    """`concurrency` visitors each doing `action` (its timed seconds) over and over for
+    `seconds` (or `count` actions in all)."""
     result, lock = LoadResult(), threading.Lock()
     deadline = time.monotonic() + seconds
     budget = itertools.count() if count is not None else None
 
     def visit() -> None:
-        visitor = Visitor(port)
+        visitor = make_visitor(port)
         try:
             while time.monotonic() < deadline:
                 if budget is not None and next(budget) >= (count or 0):
                     return
                 try:
-                    elapsed = visitor.get_page() if get_only else visitor.submit()
-                except (ValueError, OSError, http.client.HTTPException):
+                    elapsed = action(visitor)
+                except (ValueError, OSError, http.client.HTTPException) as error:
                     with lock:
                         result.errors += 1
+                        result.refusals[str(error)[:120] or type(error).__name__] += 1
                     continue
                 with lock:
                     result.latencies.append(elapsed)
