@@ -61,6 +61,9 @@ bench: install
 	$(BIN)/python -m benchmarks.export_memory
 	$(BIN)/python -m benchmarks.webhooks
 	$(BIN)/python -m benchmarks.scanning
+	$(BIN)/python -m benchmarks.shapes
+	$(BIN)/python -m benchmarks.scaleout
+	$(BIN)/python -m benchmarks.summary
 
 # Debian packages the tests use: Chromium (playwright cannot download one here), faketime,
 # poppler-utils, fonts-noto-cjk.
