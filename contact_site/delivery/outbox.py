@@ -478,13 +478,14 @@ def due_count(limit: int, which: ColumnElement[bool] = MAILS) -> int:
     return int(db.session.scalar(select(func.count()).select_from(due)) or 0)
 
 
-def seconds_until_due() -> float | None:
-    """Seconds until the next queued mail is due or the next claim lapses; None if neither."""
+def seconds_until_due(which: ColumnElement[bool] = MAILS) -> float | None:
+    """Seconds until the next queued mail (or webhook delivery) is due or the next claim
+    lapses; None if neither."""
     now = database_now()
     next_retry = db.session.scalar(select(func.min(OutboxMail.next_attempt_at))
-                                   .where(OutboxMail.status == Status.QUEUED))
+                                   .where(OutboxMail.status == Status.QUEUED, which))
     next_lapse = db.session.scalar(select(func.min(OutboxMail.claimed_until))
-                                   .where(OutboxMail.status == Status.SENDING))
+                                   .where(OutboxMail.status == Status.SENDING, which))
     db.session.commit()  # end the read: an idle loop must not pin an old snapshot
     times = [moment for moment in (next_retry, next_lapse) if moment is not None]
     return max(0.0, (min(times) - now).total_seconds()) if times else None

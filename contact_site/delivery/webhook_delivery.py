@@ -104,8 +104,8 @@ class WebhookLoop:
                 self.wake.wait(sleep)
 
     def _idle_seconds(self, poll: float) -> float:
-        """Until the next delivery (or mail) is due or a claim lapses, at most `poll`."""
-        until = outbox.seconds_until_due()
+        """Until the next delivery is due or a claim on one lapses, at most `poll`."""
+        until = outbox.seconds_until_due(outbox.WEBHOOKS)
         return poll if until is None else min(poll, until + WAKE_MARGIN_SECONDS)
 
     def close(self) -> None:
