@@ -130,27 +130,34 @@ def _connect(keeper: LeaseKeeper, context: LoopContext) -> smtp.TimeoutConnectio
     """A connection for the rest of the batch, or None once the batch's fate is recorded."""
     rest, started = keeper.unfinished(), time.monotonic()
     connection, error = context.connect()
+    _note_outage(context, connection, error)
     if isinstance(error, smtp.ConfigurationError):  # the operator must act
-        context.pool.outage.answered()
         keeper.flush()
         health.hold_for_config_error(rest, error.reason)
         return None
     if connection is None:
         if error is not None and is_throttle(error):
-            context.pool.outage.answered()  # busy, not down: the pool's throttle applies
             log.warning("smtp server answered 421 at connect: %d delivery loop(s) for %.0fs",
                         context.pool.throttle(), context.pool.seconds_paused())
             if context.should_stop():  # this loop is paused (or stopping): others carry on
                 return None  # the batch is given back: no attempt counted
-        else:
-            context.pool.outage.refused(float(context.app.config["DELIVERY_RETRY_BASE_SECONDS"]))
         reason = smtp.describe_smtp_error(error) if error is not None else "no connection"
         for other in rest:
             _conclude(keeper, other, Status.QUEUED, reason, started)
         return None
     health.clear_config_error()
-    context.pool.outage.answered()
     return connection  # type: ignore[no-any-return]
+
+
+def _note_outage(context: LoopContext, connection: object,
+                 error: BaseException | None) -> None:
+    """Tell the pool whether the server answered (a connection, a 421, a refused login: it
+    is up) or could not be reached (it is down: the next probe waits an interval)."""
+    if connection is not None or isinstance(error, smtp.ConfigurationError) or (
+            error is not None and is_throttle(error)):
+        context.pool.outage.answered()
+    else:
+        context.pool.outage.refused(float(context.app.config["DELIVERY_RETRY_BASE_SECONDS"]))
 
 
 class Prepared(NamedTuple):
