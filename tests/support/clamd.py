@@ -26,6 +26,7 @@ import pytest
 from contact_site.scanning.clamd import parse_address, ping
 from support.processes import stop_process
 from support.settings import skip_or_fail
+from support.waiting import came_up
 
 CLAMD = Path("/usr/sbin/clamd")
 SIGNATURE = "Contact.Test.Sig"
@@ -101,14 +102,13 @@ class ClamdServer:
                 [str(CLAMD), "--foreground", f"--config-file={self.config_path}"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         addresses = [parse_address(self.tcp_address), parse_address(self.unix_address)]
-        deadline = began + START_TIMEOUT
-        while not all(ping(address, PING_TIMEOUT) for address in addresses):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                output = (self.folder / "clamd.out").read_text(errors="replace")
-                pytest.fail(f"clamd did not answer PING within {START_TIMEOUT}s\n"
-                            f"{output}\n{self.log()}")
-            time.sleep(0.05)
+        if not came_up(self.process,
+                       lambda: all(ping(address, PING_TIMEOUT) for address in addresses),
+                       began + START_TIMEOUT):
+            self.stop()
+            output = (self.folder / "clamd.out").read_text(errors="replace")
+            pytest.fail(f"clamd did not answer PING within {START_TIMEOUT}s\n"
+                        f"{output}\n{self.log()}")
         self.start_seconds = time.monotonic() - began
 
     def stop(self) -> None:

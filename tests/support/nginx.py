@@ -28,6 +28,7 @@ import pytest
 from support.processes import PROJECT_ROOT, stop_process
 from support.settings import skip_or_fail
 from support.tls_certs import LocalPKI
+from support.waiting import came_up
 
 __all__ = ["NGINX", "SITE_CONF", "NginxServer", "SiteServer", "render_site", "site_server"]
 
@@ -135,13 +136,11 @@ class NginxServer:
         with (self.folder / "logs" / "nginx.out").open("ab") as out:
             self.process = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL,
                                             stdout=out, stderr=subprocess.STDOUT)
-        deadline = began + START_TIMEOUT
-        while not all(_accepts(port) for port in self.ports):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"nginx did not listen within {START_TIMEOUT}s\n"
-                            f"{self.log('nginx.out')}\n{self.log('error.log')}")
-            time.sleep(0.02)
+        if not came_up(self.process, lambda: all(_accepts(port) for port in self.ports),
+                       began + START_TIMEOUT, step=0.02):
+            self.stop()
+            pytest.fail(f"nginx did not listen within {START_TIMEOUT}s\n"
+                        f"{self.log('nginx.out')}\n{self.log('error.log')}")
         self.start_seconds = time.monotonic() - began
 
     def stop(self) -> None:
