@@ -59,21 +59,11 @@ def hidden_fields(page: str) -> dict[str, str]:
     return fields
 
 
-def multipart(fields: dict[str, str]) -> tuple[bytes, str]:
-    """The fields encoded as a browser encodes a form with a file input."""
-    boundary = f"----bench{uuid.uuid4().hex}"
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-             for name, value in fields.items()]
-    body = "".join(parts) + f"--{boundary}--\r\n"
-    return body.encode(), f"multipart/form-data; boundary={boundary}"
-
-
 # One file of a multipart body: (field name, file name, bytes, content type).
 Upload = tuple[str, str, bytes, str]
 
 
-def multipart_with_files(fields: dict[str, str],
-                         files: Sequence[Upload] = ()) -> tuple[bytes, str]:
+def multipart(fields: dict[str, str], files: Sequence[Upload] = ()) -> tuple[bytes, str]:
     """The fields, then the files, encoded as a browser encodes a form with file inputs."""
     boundary = f"----bench{uuid.uuid4().hex}"
     parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
@@ -118,9 +108,7 @@ class Visitor:
 
     def submit(self) -> float:
         """GET the form, POST it filled in; the POST's seconds (ValueError if refused)."""
-        status, page = self.request("GET", "/")
-        if status != 200:
-            raise ValueError(f"GET / answered {status}")
+        _, page = self.fetch("/")
         number = next(_visitor_numbers)
         fields = {**hidden_fields(page.decode()), "recipient": "sales", "name": "Ada Lovelace",
                   "email": f"visitor{number}@example.com", "subject": f"Question {number}",
@@ -128,22 +116,11 @@ class Visitor:
                   # (spam: stored, never mailed), and every post here comes from 127.0.0.1.
                   "message": f"Hello,\nI have question {number} about the analytical engine.",
                   "website": ""}
-        body, content_type = multipart(fields)
-        started = time.perf_counter()
-        status, _ = self.request("POST", "/", body,
-                                 {"Content-Type": content_type, "Accept": "text/html"})
-        elapsed = time.perf_counter() - started
-        if status != 303:
-            raise ValueError(f"POST / answered {status}")
-        return elapsed
+        return self.post("/", fields)
 
     def get_page(self) -> float:
         """GET the form alone; its seconds."""
-        started = time.perf_counter()
-        status, _ = self.request("GET", "/")
-        if status != 200:
-            raise ValueError(f"GET / answered {status}")
-        return time.perf_counter() - started
+        return self.fetch("/")[0]
 
     def fetch(self, path: str, headers: dict[str, str] | None = None) -> tuple[float, bytes]:
         """GET `path`; its seconds and body (ValueError unless it answered 200)."""
@@ -158,7 +135,7 @@ class Visitor:
              headers: dict[str, str] | None = None, expect: int = 303) -> float:
         """POST fields and files as multipart/form-data; its seconds (ValueError unless
         it answered `expect`)."""
-        body, content_type = multipart_with_files(fields, files)
+        body, content_type = multipart(fields, files)
         started = time.perf_counter()
         status, answer = self.request("POST", path, body,
                                       {"Accept": "text/html", **(headers or {}),

@@ -193,28 +193,13 @@ def drain(sink: Sink, submissions: int, clamd: ClamdServer | None) -> dict[str, 
 
 def post_with_file(visitor: Visitor, number: int, size: int) -> float:
     """GET the form, POST it back with a text file of `size` bytes; the POST's seconds."""
-    status, page = visitor.request("GET", "/")
-    if status != 200:
-        raise ValueError(f"GET / answered {status}")
+    _, page = visitor.fetch("/")
     fields = {**hidden_fields(page.decode()), "recipient": "sales", "name": "Ada Lovelace",
               "email": f"scan{number}@example.com", "subject": f"Scan {number}",
               "message": f"Question {number} with a file.", "website": ""}
-    boundary = f"----scan{number}"
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-             f"{value}\r\n".encode() for name, value in fields.items()]
     line = f"line of notes number {number}\n".encode()
     text = (line * (size // len(line) + 1))[:size]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="attachment"; '
-                 f'filename="notes-{number}.txt"\r\nContent-Type: text/plain\r\n\r\n'
-                 .encode() + text + b"\r\n")
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    started = time.perf_counter()
-    status, _ = visitor.request("POST", "/", body, {
-        "Content-Type": f"multipart/form-data; boundary={boundary}", "Accept": "text/html"})
-    elapsed = time.perf_counter() - started
-    if status != 303:
-        raise ValueError(f"POST / answered {status}")
-    return elapsed
+    return visitor.post("/", fields, [("attachment", f"notes-{number}.txt", text, "text/plain")])
 
 
 def post_latency(sink: Sink, posts: int, clamd: ClamdServer | None) -> dict[str, Any]:

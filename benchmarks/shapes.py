@@ -40,7 +40,7 @@ from benchmarks.load import (
     Upload,
     Visitor,
     hidden_fields,
-    multipart_with_files,
+    multipart,
     run_visits,
 )
 from benchmarks.run import RESULTS, Server, Sink, machine
@@ -278,7 +278,7 @@ def cors_answers(port: int) -> dict[str, dict[str, Any]]:
                    "token": exchange(connection, "GET", f"/f/{SLUG}/token")}
         fields = {**hidden_fields(answers["fragment"][2].decode()), **DECLARED_VALUES,
                   **own_text(next(NUMBERS)), "_token": json.loads(answers["token"][2])["token"]}
-        body, content_type = multipart_with_files(fields, FILES)
+        body, content_type = multipart(fields, FILES)
         answers["post"] = exchange(connection, "POST", f"/f/{SLUG}", body,
                                    {**JSON_HEADERS, "Content-Type": content_type})
     finally:
