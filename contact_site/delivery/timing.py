@@ -30,12 +30,14 @@ THROTTLE_SECONDS = 60.0
 # A claim is sized to keep its loop busy for about this long: a fast server gets whole
 # batches (one claim for many mails), a slow one small claims, so that the loops of
 # every process of the deployment share a burst instead of the first loop taking it all.
+# A webhook pass is sized alike, and ends after this long, giving back what is left.
 BATCH_SECONDS = 5.0
 
 # --- The mails in hand (lease.py) ---
 
 # Finished attempts wait in memory about this long at most, then are written together
-# (group commit): what a worker's death may send twice, and one commit for many mails.
+# (group commit): what a worker's death may send twice, and one commit for many mails
+# (or webhook deliveries, webhook_delivery.py).
 FLUSH_SECONDS = 0.25
 # How often the heartbeat looks at the running batches: well under FLUSH_SECONDS and
 # UNMARK_AFTER_SECONDS, so that neither is overshot by much, yet cheap when idle.

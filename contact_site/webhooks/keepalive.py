@@ -7,7 +7,8 @@ its freshly checked address gives the same route. After any error, or once the d
 fired, the route's client is closed rather than reused: the request is not tried again
 on a fresh connection, since the receiver may have had it (the outbox retries it later,
 counted as an attempt). httpcore itself opens a new connection when the receiver closed
-an idle one. A KeptClients belongs to one thread; closing it closes every connection.
+an idle one. A KeptClients belongs to one thread; closing it closes every connection
+and ends the pass's watchdog (deadline.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from .deadline import Watchdog
 from .guard import Target
 
 # One connection per route: the POSTs of a pass go one after another.
@@ -66,10 +68,12 @@ class KeptClient:
 
 
 class KeptClients:
-    """The clients of one delivery pass, by route; all closed when it ends."""
+    """The clients of one delivery pass, by route, and the watchdog of its exchanges; all
+    closed when it ends."""
 
     def __init__(self) -> None:
         self._kept: dict[Route, KeptClient] = {}
+        self.watchdog = Watchdog()
 
     def client_for(self, route: Route) -> KeptClient:
         """The route's client, made on first use."""
@@ -84,9 +88,10 @@ class KeptClients:
             kept.client.close()
 
     def close(self) -> None:
-        """Close every client, and with them their connections."""
+        """Close every client, and with them their connections; end the watchdog."""
         while self._kept:
             self.drop(next(iter(self._kept)))
+        self.watchdog.close()
 
     def __enter__(self) -> KeptClients:
         return self

@@ -23,7 +23,7 @@ import certifi
 import httpx
 
 from ..escaping import escape_controls
-from .deadline import Watchdog
+from .deadline import Exchange
 from .guard import Refused, Resolver, Target, Unresolved, check_target, resolve_host
 from .keepalive import KeptClient, KeptClients, Route
 
@@ -103,11 +103,11 @@ def read_answer(response: httpx.Response) -> str:
 
 
 def exchange(target: Target, body: bytes, headers: Mapping[str, str], timeout: httpx.Timeout,
-             kept: KeptClient, watchdog: Watchdog) -> PostResult:
+             kept: KeptClient, watch: Exchange) -> PostResult:
     """POST `body` to the target's checked address, the name in Host and TLS."""
     sent_headers = {**headers, "Host": target.host_header, "User-Agent": USER_AGENT,
                     "Accept-Encoding": "identity"}
-    extensions = {"sni_hostname": target.host, "trace": watchdog.trace}
+    extensions = {"sni_hostname": target.host, "trace": watch.trace}
     with kept.client.stream("POST", target.connect_url, content=body, headers=sent_headers,
                             timeout=timeout, extensions=extensions) as response:
         kept.remember(response)
@@ -123,24 +123,24 @@ def posted(target: Target, body: bytes, headers: Mapping[str, str], timeout: htt
     """One POST over the route's client, within the deadline; network and HTTP errors come
     back as a TRANSIENT outcome, and the client is not used again after one."""
     kept = clients.client_for(route)
-    with Watchdog(deadline) as watchdog:
+    with clients.watchdog.exchange(deadline) as watch:
         connected = kept.open_socket()
         if connected is not None:  # a kept connection: no connect event will show it
-            watchdog.watch(connected)
+            watch.watch(connected)
         try:
-            result = exchange(target, body, headers, timeout, kept, watchdog)
+            result = exchange(target, body, headers, timeout, kept, watch)
         except (httpx.HTTPError, OSError) as error:
-            result = PostResult(PostOutcome.TRANSIENT, answer=failure_text(error, watchdog),
+            result = PostResult(PostOutcome.TRANSIENT, answer=failure_text(error, watch),
                                 address=target.address)
-    if result.status is None or watchdog.fired:  # the connection's state is in doubt
+    if result.status is None or watch.fired:  # the connection's state is in doubt
         clients.drop(route)
     return result
 
 
-def failure_text(error: Exception, watchdog: Watchdog) -> str:
+def failure_text(error: Exception, watch: Exchange) -> str:
     """What went wrong, in one line for the attempt log."""
-    if watchdog.fired:
-        return f"no complete answer within {watchdog.seconds:g} s"
+    if watch.fired:
+        return f"no complete answer within {watch.seconds:g} s"
     return escape_controls(f"{type(error).__name__}: {error}")[:ANSWER_CHARS]
 
 

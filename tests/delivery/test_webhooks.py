@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import event
 from standardwebhooks.webhooks import Webhook as Verifier
 from werkzeug.test import TestResponse
 
-from contact_site.delivery import outbox
+from contact_site.delivery import outbox, webhook_delivery
 from contact_site.delivery.backend import backend_of
 from contact_site.delivery.models import OutboxMail
 from contact_site.extensions import db
@@ -551,6 +552,63 @@ def test_a_submission_deleted_mid_batch_has_no_more_webhooks_posted(
         assert [request.path for request in receiver.requests] == ["/first"]
     assert rows(app) == []
 
+
+
+def test_a_pass_writes_its_outcomes_together(make_app, tmp_path, monkeypatch, smtp_server):
+    """Five deliveries posted in one pass: their five attempts are written in one statement
+    (group commit), each row sent with its own attempt."""
+    with WebhookReceiver() as receiver:
+        app = site(make_app, tmp_path, monkeypatch, hook(receiver.url()))
+        for number in range(5):
+            submitted(app, message=f"About the engine, part {number}.")
+        with app.app_context():
+            engine = db.engine
+        written: list[str] = []
+
+        def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if statement.startswith("INSERT INTO delivery_attempt"):
+                written.append(statement)
+
+        event.listen(engine, "before_cursor_execute", note)
+        try:
+            with app.app_context():
+                webhook_delivery.deliver_due_webhooks()
+        finally:
+            event.remove(engine, "before_cursor_execute", note)
+        assert len(receiver.requests) == 5
+    assert len(written) == 1
+    hooks = webhooks(app)
+    assert [row.status for row in hooks] == ["sent"] * 5
+    assert [attempts(app, row.id) for row in hooks] == [[("sent", "200 ok")]] * 5
+
+
+def test_a_stopped_pass_gives_back_what_it_did_not_post(make_app, tmp_path, monkeypatch):
+    """The worker is told to stop during the first POST: that one is written sent, the
+    others are queued again at once, unclaimed and with no attempt counted."""
+    with WebhookReceiver() as receiver:
+        app = site(make_app, tmp_path, monkeypatch, hook(receiver.url()))
+        for number in range(3):
+            submitted(app, message=f"About the engine, part {number}.")
+        stop = threading.Event()
+        receiver.on_request = lambda request: stop.set()
+        with app.app_context():
+            assert webhook_delivery.deliver_due_webhooks(stop) == 3
+        assert len(receiver.requests) == 1
+    hooks = webhooks(app)
+    assert sorted(row.status for row in hooks) == ["queued", "queued", "sent"]
+    assert all(row.claim_token is None and row.attempts == 0
+               for row in hooks if row.status == "queued")
+
+
+@pytest.mark.parametrize(("claimed", "seconds", "size"), [
+    (0, 0.0, webhook_delivery.WEBHOOK_BATCH),  # nothing measured yet
+    (10, 0.01, webhook_delivery.MAX_WEBHOOK_BATCH),  # a fast receiver: the most
+    (10, 10.0, 5),  # a second each: about five seconds' worth
+    (2, 60.0, 1),  # a receiver at its deadline: one at a time
+])
+def test_a_pass_is_sized_by_the_rate_of_the_last(claimed, seconds, size):
+    """The next claim holds about BATCH_SECONDS of posting at the last pass's rate."""
+    assert webhook_delivery.claim_size(claimed, seconds) == size
 
 def test_a_failed_webhook_requeued_gets_the_webhook_give_up_time(
         make_app, tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -130,7 +131,8 @@ def test_a_connection_that_timed_out_is_not_used_again(receiver, clients):
 
 
 def test_the_deadline_also_cuts_off_a_kept_connection(receiver, clients):
-    """The second POST, over the connection the first left open, is ended at the deadline."""
+    """The second POST, over the connection the first left open, is ended at its deadline
+    (1 s, though the first POST's was 30 s)."""
     assert post(receiver.url(), clients).outcome == PostOutcome.SENT
     receiver.answer_next("drip")
     started = time.monotonic()
@@ -138,3 +140,20 @@ def test_the_deadline_also_cuts_off_a_kept_connection(receiver, clients):
     assert result.answer == "no complete answer within 1 s"
     assert time.monotonic() - started < 2.5
     assert [request.connection for request in receiver.requests] == [1, 1]
+
+
+def deadline_threads() -> list[threading.Thread]:
+    """The webhook watchdog threads running now."""
+    return [thread for thread in threading.enumerate()
+            if thread.name == "contact-webhook-deadline"]
+
+
+def test_one_watchdog_thread_serves_a_pass_and_ends_with_it(receiver):
+    """Five POSTs, one watchdog thread (not one per POST); closing the pass ends it."""
+    before = deadline_threads()
+    with KeptClients() as clients:
+        for _ in range(5):
+            assert post(receiver.url(), clients).outcome == PostOutcome.SENT
+        assert len(deadline_threads()) == len(before) + 1
+    assert deadline_threads() == before
+
