@@ -152,7 +152,14 @@ def _add_and_commit(data: NewSubmission, submission: Submission,
         db.session.add_all(with_rows)
         if not data.held:
             enqueue(submission)
-        db.session.commit()
+        # Kept as written, not expired: the answer reads the row it just stored, and
+        # reloading it (and its files) would cost two more reads per submission.
+        session = db.session()
+        session.expire_on_commit = False
+        try:
+            session.commit()
+        finally:
+            session.expire_on_commit = True
 
 
 def _undo(folder: Path) -> None:
