@@ -120,8 +120,8 @@ class WebhookPass:
         """Write what was posted, give back the rest at once rather than leave it to its
         lease, and close the connections."""
         try:
-            self._check.close()
             self.clients.close()
+            self._check.close()
             if self.done:
                 attempts, self.done = self.done, []
                 outbox.settle(attempts)

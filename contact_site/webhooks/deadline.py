@@ -7,7 +7,7 @@ passes, whatever the exchange is doing; the blocked read then fails at once. A
 connection kept open from an earlier POST (keepalive.py) is watched from the start.
 
 One watchdog thread serves the exchanges of a delivery pass one after another: a
-thread started per POST cost more than the rest of a POST to a fast receiver. It
+thread started per POST cost about a tenth of a POST to a fast receiver. It
 sleeps until the deadline of the exchange running; one that ended before it is
 forgotten, and the thread finds the next exchange's deadline when it wakes (woken
 early only for a deadline sooner than the one it sleeps until).
