@@ -65,6 +65,14 @@ class RateLimiter:
                 self._next = slot
 
 
+def fitting(seconds: float, each: float | None, most: int) -> int:
+    """How many items taking `each` seconds go in `seconds`, between 1 and `most`; 1 while
+    `each` has not been measured."""
+    if each is None:
+        return 1
+    return max(1, min(most, int(seconds / max(each, 1e-4))))
+
+
 class Wake:
     """Wake-ups for a pool's idle loops: one loop per wake-up, one wake-up pending at most.
 
@@ -215,7 +223,7 @@ class DeliveryPool:
             return min(batch_size, due)
         with self._lock:
             average = self._send_seconds
-        by_time = 1 if average is None else max(1, int(BATCH_SECONDS / max(average, 1e-4)))
+        by_time = fitting(BATCH_SECONDS, average, batch_size)
         # What one loop sends within FLUSH_SECONDS is not worth spreading over several
         # connections (and their claims and commits).
         fair = max(-(-due // self.active()), min(due, self.chunk_size()))
@@ -226,9 +234,7 @@ class DeliveryPool:
         in hand. One until a send has been timed."""
         with self._lock:
             average = self._send_seconds
-        if average is None:
-            return 1
-        return max(1, min(MAX_CHUNK, int(FLUSH_SECONDS / max(average, 1e-4))))
+        return fitting(FLUSH_SECONDS, average, MAX_CHUNK)
 
     def busy(self, delta: int) -> int:
         """Count a loop starting (+1) or ending (-1) a pass; how many are in a pass."""

@@ -35,7 +35,7 @@ from ..webhooks.signing import signature_headers
 from . import outbox
 from .lease import LastCheck
 from .models import OutboxMail, Status
-from .pool import Wake
+from .pool import Wake, fitting
 from .timing import BATCH_SECONDS, FLUSH_SECONDS, WAKE_MARGIN_SECONDS
 
 log = logging.getLogger("contact_site.delivery")
@@ -134,7 +134,7 @@ def claim_size(claimed: int, seconds: float) -> int:
     last one (`claimed` rows in `seconds`), between 1 and MAX_WEBHOOK_BATCH."""
     if not claimed:
         return WEBHOOK_BATCH
-    return max(1, min(MAX_WEBHOOK_BATCH, int(BATCH_SECONDS * claimed / max(seconds, 1e-3))))
+    return fitting(BATCH_SECONDS, seconds / claimed, MAX_WEBHOOK_BATCH)
 
 
 class WebhookLoop:

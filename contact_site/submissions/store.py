@@ -155,11 +155,11 @@ def _add_and_commit(data: NewSubmission, submission: Submission,
         # Kept as written, not expired: the answer reads the row it just stored, and
         # reloading it (and its files) would cost two more reads per submission.
         session = db.session()
-        session.expire_on_commit = False
+        expiring, session.expire_on_commit = session.expire_on_commit, False
         try:
             session.commit()
         finally:
-            session.expire_on_commit = True
+            session.expire_on_commit = expiring
 
 
 def _undo(folder: Path) -> None:
